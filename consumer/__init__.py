@@ -1,0 +1,1 @@
+"""evalstream worker: consumes evaluation requests, drives the engine, publishes results."""

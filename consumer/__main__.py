@@ -1,0 +1,205 @@
+"""``evalstream-consumer``: the worker service (one per GPU, one consumer group).
+
+Every flag is also an ``EVALSTREAM_*`` environment variable and a config-file key;
+flags win over the environment, which wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from consumer.backends.base import Backend
+from consumer.backends.ollama import OllamaBackend
+from consumer.backends.openai import OpenAIBackend
+from consumer.errors import ConfigError
+from consumer.http_server import HealthServer
+from consumer.logs import configure_logging
+from consumer.metrics import Metrics
+from consumer.prompts import PromptTemplate
+from consumer.router import ModelRouter
+from consumer.settings import Settings, load_settings
+from consumer.worker import Worker
+
+log = logging.getLogger("consumer")
+
+# flag -> (section, field); None section means a top-level field.
+_FLAGS: dict[str, tuple[str | None, str]] = {
+    "bootstrap_servers": ("kafka", "bootstrap_servers"),
+    "group": ("kafka", "group_id"),
+    "requests_topic": ("kafka", "requests_topic"),
+    "results_topic": ("kafka", "results_topic"),
+    "dlq_topic": ("kafka", "dlq_topic"),
+    "processing_guarantee": ("kafka", "processing_guarantee"),
+    "backend": ("engine", "backend"),
+    "engine_url": ("engine", "url"),
+    "model": ("engine", "model"),
+    "api": ("engine", "api"),
+    "max_tokens": ("engine", "max_tokens"),
+    "window_policy": ("window", "policy"),
+    "window": ("window", "size"),
+    "window_max": ("window", "max"),
+    "metrics_port": ("metrics", "port"),
+    "metrics_host": ("metrics", "host"),
+    "worker_id": (None, "worker_id"),
+    "gpu": (None, "gpu"),
+    "log_format": (None, "log_format"),
+    "log_level": (None, "log_level"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evalstream-consumer", description=__doc__)
+    p.add_argument("--config", type=Path, help="TOML or YAML configuration file")
+    p.add_argument(
+        "--check-config", action="store_true", help="print the effective configuration and exit"
+    )
+    p.add_argument("--bootstrap-servers")
+    p.add_argument("--group", help="consumer group id")
+    p.add_argument("--requests-topic")
+    p.add_argument("--results-topic")
+    p.add_argument("--dlq-topic")
+    p.add_argument("--processing-guarantee", choices=["at_least_once", "exactly_once"])
+    p.add_argument("--backend", choices=["openai", "ollama"])
+    p.add_argument("--engine-url", help="engine base URL; {gpu} is replaced by --gpu")
+    p.add_argument("--model")
+    p.add_argument("--api", choices=["chat", "completions"])
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--window-policy", choices=["adaptive", "fixed"])
+    p.add_argument("--window", type=int, help="fixed window size, or the adaptive start")
+    p.add_argument("--window-max", type=int)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--metrics-host")
+    p.add_argument("--worker-id")
+    p.add_argument("--gpu", help="GPU index this worker is bound to")
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--log-level")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags become init overrides, which win over environment and file."""
+    overrides: dict[str, Any] = {}
+    for flag, (section, field) in _FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if section is None:
+            overrides[field] = value
+        else:
+            overrides.setdefault(section, {})[field] = value
+    settings = load_settings(args.config, **overrides)
+    if settings.gpu is not None and "{gpu}" in settings.engine.url:
+        engine = settings.engine.model_copy(
+            update={"url": settings.engine.url.replace("{gpu}", settings.gpu)}
+        )
+        settings = settings.model_copy(update={"engine": engine})
+    return settings
+
+
+def build_backend(settings: Settings, client: httpx.AsyncClient) -> tuple[Backend, bool]:
+    """The backend for the configured engine, and whether it batches in one call."""
+    engine = settings.engine
+    if engine.backend == "ollama":
+        return OllamaBackend(
+            client,
+            structured_output=engine.structured_output,
+            keep_alive=engine.keep_alive,
+            num_ctx=engine.num_ctx,
+        ), False
+    backend = OpenAIBackend(
+        client,
+        api=engine.api,
+        structured_output=engine.structured_output,
+        extra_body=engine.extra_body,
+    )
+    return backend, engine.api == "completions"
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """One pooled client for every engine call; the pool fits the largest window."""
+    headers = {}
+    if settings.engine.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.engine.api_key.get_secret_value()}"
+    size = settings.window.max + 16
+    return httpx.AsyncClient(
+        base_url=settings.engine.url,
+        headers=headers,
+        timeout=httpx.Timeout(settings.engine.timeout_s, connect=10.0),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+    )
+
+
+async def wait_for_engine(backend: Backend, model: str) -> None:
+    """Waits for the engine to answer, then checks that it serves the model."""
+    delay = 0.5
+    while not await backend.health():
+        log.info("waiting for the engine to answer its health check")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
+    await backend.check_model(model)
+
+
+async def serve(settings: Settings) -> int:
+    """Runs the worker until SIGTERM/SIGINT; returns the exit code."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, settings.worker_id, settings.gpu or "")
+    template = (
+        PromptTemplate.load(settings.engine.prompt_template)
+        if settings.engine.prompt_template
+        else PromptTemplate()
+    )
+    async with http_client(settings) as client:
+        backend, batches = build_backend(settings, client)
+        router = ModelRouter(backend.name, settings.engine.model, template.version)
+        metrics.build_info(_version(), backend.name, settings.engine.model)
+        await wait_for_engine(backend, settings.engine.model)
+        worker = Worker(settings, backend, router, template, metrics, batches=batches)
+        server = HealthServer(registry, worker.live, worker.ready)
+        if settings.metrics.enabled:
+            await server.start(settings.metrics.host, settings.metrics.port)
+            log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)
+        try:
+            await worker.run()
+        finally:
+            await server.stop()
+    return 0
+
+
+def _version() -> str:
+    try:
+        return version("evalstream")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        if args.check_config:
+            print(json.dumps(settings.model_dump(mode="json"), indent=2))
+            return 0
+        configure_logging(settings.log_format, settings.log_level)
+        return asyncio.run(serve(settings))
+    except ValidationError as exc:
+        print(f"evalstream-consumer: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"evalstream-consumer: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Runs jobs through the engine under the failure policy, one outcome per job.
+
+A micro-batch goes out as one call where the backend takes a list, otherwise as
+concurrent calls; either way each job's outcome is reported the moment it is final,
+so a slow request never holds back the others' results or window slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from consumer.backends.base import Backend, Completion, Prompt
+from consumer.errors import EngineError, EngineOverloaded, EvalstreamError, InvalidOutput
+from consumer.jobs import Job, RawHeaders
+from consumer.metrics import Metrics
+from consumer.policy import EngineCircuit, FailurePolicy
+from consumer.prompts import PromptTemplate, evaluation_schema
+from consumer.records import (
+    batch_output,
+    dead_letter_headers,
+    evaluation_result,
+    parse_evaluation,
+)
+from consumer.schemas import BatchRequestLine, EvaluationRequest
+from consumer.settings import EngineSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final word on a job: a message for the results or dead-letter topic."""
+
+    job: Job
+    destination: Literal["result", "dead_letter"]
+    value: bytes
+    headers: RawHeaders | None
+    status: str  # "ok", "error" or the dead-letter reason
+
+
+OutcomeHandler = Callable[[Outcome], None]
+
+
+class Evaluator:
+    """Turns jobs into outcomes.
+
+    Args:
+        backend: the engine.
+        template: the prompt template.
+        policy: retry / dead-letter decisions.
+        circuit: the engine circuit (waited on while the engine is down).
+        metrics: the metrics catalogue.
+        engine: engine settings (defaults for generation).
+        worker_id: recorded in results and dead letters.
+        batches: send a micro-batch as one call (the backend takes a list).
+        on_overload: called when the engine signals overload (the window backs off).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        template: PromptTemplate,
+        policy: FailurePolicy,
+        circuit: EngineCircuit,
+        metrics: Metrics,
+        engine: EngineSettings,
+        worker_id: str,
+        *,
+        batches: bool = False,
+        on_overload: Callable[[], None] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._template = template
+        self._policy = policy
+        self._circuit = circuit
+        self._metrics = metrics
+        self._engine = engine
+        self._worker_id = worker_id
+        self._batches = batches
+        self._on_overload = on_overload or (lambda: None)
+        self._schema = evaluation_schema() if engine.structured_output else None
+
+    async def run(self, jobs: list[Job], report: OutcomeHandler) -> None:
+        """Evaluates ``jobs``; calls ``report`` once per job as soon as it is final."""
+        prompts = [self._prompt(job) for job in jobs]
+        if self._batches and len(jobs) > 1:
+            replies = await self._call(jobs, prompts)
+            await asyncio.gather(
+                *(
+                    self._follow_up(j, p, r, report)
+                    for j, p, r in zip(jobs, prompts, replies, strict=True)
+                )
+            )
+        else:
+            await asyncio.gather(
+                *(self._one(j, p, report) for j, p in zip(jobs, prompts, strict=True))
+            )
+
+    async def _one(self, job: Job, prompt: Prompt, report: OutcomeHandler) -> None:
+        (reply,) = await self._call([job], [prompt])
+        await self._follow_up(job, prompt, reply, report)
+
+    async def _follow_up(
+        self, job: Job, prompt: Prompt, reply: Completion | EngineError, report: OutcomeHandler
+    ) -> None:
+        """Retries and repairs one job until its outcome is final, then reports it."""
+        counted = 1
+        while True:
+            if isinstance(reply, InvalidOutput) or (
+                isinstance(reply, Completion) and not self._valid(job, reply)
+            ):
+                outcome = self._invalid(job, prompt, reply)
+                if outcome is not None:
+                    report(outcome)
+                    return
+                prompt = self._repair_prompt(prompt, reply)
+            elif isinstance(reply, EvalstreamError):
+                decision = self._policy.decide(reply, counted)
+                if decision.action == "dead_letter":
+                    report(self._dead_letter(job, reply, decision.reason))
+                    return
+                self._metrics.retry(reply.reason)
+                if isinstance(reply, EngineOverloaded):
+                    self._on_overload()
+                counted += int(decision.counts)
+                await asyncio.sleep(decision.delay_s)
+                await self._circuit.wait_closed()
+            else:
+                report(self._success(job, reply))
+                return
+            (reply,) = await self._call([job], [prompt])
+
+    async def _call(self, jobs: list[Job], prompts: list[Prompt]) -> list[Completion | EngineError]:
+        assert jobs[0].route is not None
+        started = time.monotonic()
+        for job in jobs:
+            if job.sent_at is None:
+                job.sent_at = started
+                self._metrics.queue_wait.observe(started - job.consumed_at)
+        replies = await self._backend.complete(jobs[0].route.model, prompts)
+        elapsed = time.monotonic() - started
+        self._metrics.engine_latency.observe(elapsed)
+        for job, reply in zip(jobs, replies, strict=True):
+            job.attempts += 1
+            job.inference_s += elapsed
+            if isinstance(reply, Completion):
+                self._circuit.record_success()
+                self._metrics.tokens(
+                    job.route.model if job.route else "",
+                    reply.prompt_tokens,
+                    reply.completion_tokens,
+                )
+        return replies
+
+    def _prompt(self, job: Job) -> Prompt:
+        request = job.request
+        if isinstance(request, BatchRequestLine):
+            body: dict[str, Any] = request.body
+            return Prompt(messages=(), max_tokens=0, temperature=0.0, raw_body=body)
+        assert isinstance(request, EvaluationRequest)
+        params = request.params
+        return Prompt(
+            messages=self._template.render(request),
+            max_tokens=(params.max_tokens if params and params.max_tokens else None)
+            or self._engine.max_tokens,
+            temperature=params.temperature
+            if params and params.temperature is not None
+            else self._engine.temperature,
+            seed=params.seed if params else None,
+            schema=self._schema,
+        )
+
+    def _valid(self, job: Job, reply: Completion) -> bool:
+        if isinstance(job.request, BatchRequestLine):
+            return True  # batch lines are passed through; their caller judges the content
+        return reply.finish_reason != "length" and _evaluation_error(reply.text) is None
+
+    def _invalid(self, job: Job, prompt: Prompt, reply: Completion | EngineError) -> Outcome | None:
+        """None when the one repair attempt is still available, else the error result."""
+        if not job.repaired and isinstance(reply, Completion) and prompt.messages:
+            job.repaired = True
+            self._metrics.retry("invalid_output")
+            return None
+        error = (
+            reply if isinstance(reply, InvalidOutput) else InvalidOutput(_describe_invalid(reply))
+        )
+        completion = reply if isinstance(reply, Completion) else None
+        return self._finish(job, completion, error)
+
+    def _repair_prompt(self, prompt: Prompt, reply: Completion | EngineError) -> Prompt:
+        assert isinstance(reply, Completion)
+        messages = self._template.repair_messages(
+            prompt.messages, reply.text, _describe_invalid(reply)
+        )
+        return Prompt(messages, prompt.max_tokens, prompt.temperature, prompt.seed, prompt.schema)
+
+    def _success(self, job: Job, reply: Completion) -> Outcome:
+        return self._finish(job, reply, None)
+
+    def _finish(
+        self, job: Job, completion: Completion | None, error: EvalstreamError | None
+    ) -> Outcome:
+        assert job.route is not None
+        if isinstance(job.request, BatchRequestLine):
+            value = batch_output(job, completion, error)
+        else:
+            evaluation = parse_evaluation(completion.text) if completion and error is None else None
+            value = evaluation_result(
+                job, job.route, self._worker_id, completion, evaluation, error
+            )
+        return Outcome(job, "result", value, None, "ok" if error is None else "error")
+
+    def _dead_letter(self, job: Job, error: EvalstreamError, reason: str) -> Outcome:
+        if (
+            isinstance(job.request, BatchRequestLine)
+            and isinstance(error, EngineError)
+            and error.status_code
+        ):
+            # Batch tooling expects one output line per custom_id, errors included.
+            return self._finish(job, None, error)
+        headers = dead_letter_headers(job, error, self._worker_id, reason)
+        return Outcome(job, "dead_letter", job.value or b"", headers, reason)
+
+
+def _evaluation_error(text: str) -> str | None:
+    """Why ``text`` is not a valid evaluation, naming the fields; None when it is."""
+    try:
+        parse_evaluation(text)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False)[:5]
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in problems
+        )
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    return None
+
+
+def _describe_invalid(reply: Completion | EngineError) -> str:
+    if isinstance(reply, EngineError):
+        return reply.message
+    if reply.finish_reason == "length":
+        return "the reply was cut off at max_tokens before the JSON object ended"
+    return _evaluation_error(reply.text) or "invalid reply"

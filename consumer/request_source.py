@@ -1,0 +1,229 @@
+"""The requests topic: one consumer owned by one thread that never stops polling.
+
+librdkafka's consumer is driven from a dedicated thread, so the group session and
+``max.poll.interval.ms`` stay healthy however long the engine takes: when the worker
+has no room, the thread pauses every assigned partition and keeps polling. The
+asyncio side talks to it through thread-safe calls (demand, commit requests) and
+receives messages and rebalance events through a `SourceListener`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+log = logging.getLogger(__name__)
+
+# Upper bound of one consume() call; also bounds what arrives after a pause is asked.
+_MAX_CONSUME = 500
+_POLL_TIMEOUT_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKey:
+    """A partition and the assignment epoch it was (re)assigned under."""
+
+    topic: str
+    partition: int
+    epoch: int
+
+
+class SourceListener(Protocol):
+    """The worker side; every method is called from the source thread."""
+
+    def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
+        """New messages (key per message). Must only hand them over, not process them."""
+
+    def on_assigned(self, partitions: list[PartitionKey]) -> None:
+        """Partitions now owned; returns once the worker tracks them."""
+
+    def on_revoked(self, partitions: list[PartitionKey], *, lost: bool) -> dict[PartitionKey, int]:
+        """Partitions going away; blocks until drained and returns offsets to commit."""
+
+
+class RequestSource:
+    """Owns the consumer and its thread.
+
+    Args:
+        config: librdkafka consumer configuration (group, bootstrap, security).
+        topic: the requests topic.
+        listener: receives messages and rebalance events.
+        demand: called each loop with no argument; returns how many more messages the
+            worker can take (0 or less pauses the partitions).
+        resume_at: demand at which paused partitions resume (hysteresis).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        listener: SourceListener,
+        demand: Callable[[], int],
+        resume_at: int,
+    ) -> None:
+        self._consumer = Consumer(
+            {
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                **config,
+            }
+        )
+        self._topic = topic
+        self._listener = listener
+        self._demand = demand
+        self._resume_at = max(1, resume_at)
+        self._epochs: dict[tuple[str, int], int] = {}
+        self._next_epoch = 1
+        self._paused = False
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="request-source", daemon=True)
+        self.last_poll_monotonic = 0.0
+
+    @property
+    def paused(self) -> bool:
+        """Whether the assigned partitions are paused for backpressure."""
+        return self._paused
+
+    def assigned_count(self) -> int:
+        """How many partitions this worker owns now."""
+        return len(self._epochs)
+
+    def start(self) -> None:
+        """Subscribes and starts the polling thread."""
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._thread.start()
+
+    def stop(self, final_commit: Callable[[], dict[PartitionKey, int]]) -> None:
+        """Commits ``final_commit()`` in the thread, leaves the group and closes."""
+        self._commands.put(lambda: self._commit(final_commit(), asynchronous=False))
+        self._stop.set()
+        self._thread.join()
+
+    def commit(self, offsets: dict[PartitionKey, int]) -> None:
+        """Asks the thread to commit; offsets of a stale epoch are ignored there."""
+        if offsets:
+            self._commands.put(lambda: self._commit(offsets, asynchronous=True))
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._drain_commands()
+                self._apply_backpressure()
+                self.last_poll_monotonic = time.monotonic()
+                demand = self._demand()
+                if self._paused or demand <= 0:
+                    self._consumer.poll(_POLL_TIMEOUT_S)  # serves the group; returns nothing
+                    continue
+                messages = self._consumer.consume(min(demand, _MAX_CONSUME), _POLL_TIMEOUT_S)
+                self._deliver(messages)
+            self._drain_commands()
+        except Exception:
+            log.exception("request source thread failed")
+            raise
+        finally:
+            self._consumer.close()
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _apply_backpressure(self) -> None:
+        demand = self._demand()
+        assignment = self._consumer.assignment()
+        if not self._paused and demand <= 0 and assignment:
+            self._consumer.pause(assignment)
+            self._paused = True
+        elif self._paused and demand >= self._resume_at:
+            self._consumer.resume(assignment)
+            self._paused = False
+
+    def _deliver(self, messages: list[Message]) -> None:
+        good: list[Message] = []
+        keys: list[PartitionKey] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                # Partition EOF and transient broker errors are informational here.
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer error: %s", error)
+                continue
+            topic, partition = message.topic() or "", message.partition() or 0
+            epoch = self._epochs.get((topic, partition))
+            if epoch is None:
+                continue  # a message of a partition revoked a moment ago
+            good.append(message)
+            keys.append(PartitionKey(topic, partition, epoch))
+        if good:
+            self._listener.on_messages(good, keys)
+
+    def _commit(self, offsets: dict[PartitionKey, int], *, asynchronous: bool) -> None:
+        current = [
+            TopicPartition(k.topic, k.partition, offset)
+            for k, offset in offsets.items()
+            if self._epochs.get((k.topic, k.partition)) == k.epoch
+        ]
+        if not current:
+            return
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=current, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=current, asynchronous=False)
+        except KafkaException as exc:
+            # Not fatal: the same offsets (or later ones) are offered again next time.
+            log.warning("commit of %d partitions failed: %s", len(current), exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = []
+        for tp in partitions:
+            key = PartitionKey(tp.topic, tp.partition, self._next_epoch)
+            self._next_epoch += 1
+            self._epochs[(tp.topic, tp.partition)] = key.epoch
+            keys.append(key)
+        self._listener.on_assigned(keys)
+        if self._paused:
+            # Stay consistent: new partitions join the paused set until demand returns.
+            consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+        log.info("assigned %s", [f"{k.topic}[{k.partition}]" for k in keys])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(partitions, lost=False)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(partitions, lost=True)
+
+    def _release(self, partitions: list[TopicPartition], *, lost: bool) -> None:
+        keys = [
+            PartitionKey(tp.topic, tp.partition, self._epochs[(tp.topic, tp.partition)])
+            for tp in partitions
+            if (tp.topic, tp.partition) in self._epochs
+        ]
+        offsets = self._listener.on_revoked(keys, lost=lost)
+        if not lost:
+            self._commit(offsets, asynchronous=False)
+        for key in keys:
+            del self._epochs[(key.topic, key.partition)]
+        log.info(
+            "%s %s", "lost" if lost else "revoked", [f"{k.topic}[{k.partition}]" for k in keys]
+        )

@@ -1,0 +1,123 @@
+"""The results and dead-letter topics: an idempotent producer with awaitable acks.
+
+A request's offset may be committed only once its result (or dead letter) is
+acknowledged by the broker with ``acks=all``; `ResultSink.send` returns when that
+acknowledgement arrives, and retries a failed delivery with backoff for as long as
+the worker owns the request, so a broker outage delays results but loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from consumer.errors import SinkError
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes | str | None]]
+
+_BACKOFF_INITIAL_S = 0.2
+_BACKOFF_MAX_S = 10.0
+
+
+class ResultSink:
+    """Produces to any topic and lets coroutines await each delivery report.
+
+    Args:
+        config: librdkafka producer configuration (bootstrap, security).
+        loop: the event loop whose futures receive delivery reports.
+    """
+
+    def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._producer = Producer(
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 200_000,
+                # Bounded: a delivery that cannot complete is reported and retried by us.
+                "message.timeout.ms": 60_000,
+                **config,
+            }
+        )
+        self._loop = loop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="result-sink", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)  # runs delivery callbacks on this thread
+
+    async def send(
+        self, topic: str, key: bytes | str | None, value: bytes, headers: Headers | None = None
+    ) -> None:
+        """Produces one message and returns once the broker acknowledged it.
+
+        Retries failed deliveries with exponential backoff and jitter until it
+        succeeds or the calling task is cancelled (its partition was revoked).
+        """
+        delay = _BACKOFF_INITIAL_S
+        while True:
+            try:
+                await self._send_once(topic, key, value, headers)
+                return
+            except SinkError as exc:
+                log.warning("delivery to %s failed, retrying in %.1fs: %s", topic, delay, exc)
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    async def _send_once(
+        self, topic: str, key: bytes | str | None, value: bytes, headers: Headers | None
+    ) -> None:
+        future: asyncio.Future[None] = self._loop.create_future()
+
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            self._loop.call_soon_threadsafe(_settle, future, error)
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers or []),
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                await asyncio.sleep(0.01)  # local queue full: the poll thread is draining it
+            except KafkaException as exc:
+                raise SinkError(f"produce to {topic} refused: {exc}") from exc
+        await future
+
+    def flush(self, timeout: float) -> int:
+        """Waits for outstanding deliveries; returns how many are still in the queue."""
+        return int(self._producer.flush(timeout))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flushes and stops the delivery thread."""
+        remaining = self.flush(timeout)
+        if remaining:
+            log.error(
+                "%d messages not delivered at shutdown (their offsets stay uncommitted)", remaining
+            )
+        self._stop.set()
+        self._thread.join()
+
+
+def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
+    if future.done():  # the awaiting task was cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(SinkError(f"delivery failed: {error}"))

@@ -1,0 +1,252 @@
+"""The wire contract: every message on the requests, results and dead-letter topics.
+
+This module is the single source of the contract; `producer` imports it and
+`evalstream-producer schema` prints the JSON Schemas below for upstream teams.
+Our own topics use ``extra="forbid"`` so a typo upstream is caught at the door
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+
+# Identifiers become Kafka keys and SQLite primary keys: bounded, never blank.
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+# A resume or job ad; the byte limit of a whole message is enforced before parsing.
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=200_000)]
+
+BATCH_CHAT_URL = "/v1/chat/completions"
+
+
+class _Wire(BaseModel):
+    """Base of every model on our own topics: strict about unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Candidate(_Wire):
+    """The person being evaluated."""
+
+    id: Identifier
+    text: LongText = Field(description="Resume or profile text, plain text or Markdown.")
+    name: str | None = None
+    headline: str | None = None
+    skills: list[str] = Field(default_factory=list, max_length=200)
+    years_experience: float | None = Field(default=None, ge=0, le=80)
+
+
+class Job(_Wire):
+    """The position; shared by many candidates, so it leads the prompt (prefix caching)."""
+
+    id: Identifier
+    title: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    text: LongText = Field(description="Job description.")
+
+
+class GenerationParams(_Wire):
+    """Per-request overrides of the engine's generation settings."""
+
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    seed: int | None = None
+
+
+class EvaluationRequest(_Wire):
+    """A native candidate evaluation request (key = ``id``)."""
+
+    id: Identifier
+    candidate: Candidate
+    job: Job
+    rubric: str | None = Field(default=None, max_length=50_000)
+    model: str | None = Field(default=None, description="Routes to a configured model.")
+    params: GenerationParams | None = None
+    metadata: dict[str, JsonValue] | None = Field(
+        default=None, description="Echoed back untouched in the result."
+    )
+    created_at: datetime | None = Field(
+        default=None, description="When upstream created it; end-to-end latency starts here."
+    )
+
+
+class BatchRequestLine(_Wire):
+    """One line of OpenAI's Batch API input format (also read by ``vllm run-batch``)."""
+
+    custom_id: Identifier
+    method: Literal["POST"]
+    url: Literal["/v1/chat/completions"]
+    body: dict[str, Any]
+
+
+class Recommendation(StrEnum):
+    """The hiring recommendation, strongest first."""
+
+    STRONG_YES = "strong_yes"
+    YES = "yes"
+    MAYBE = "maybe"
+    NO = "no"
+    STRONG_NO = "strong_no"
+
+
+class Evaluation(BaseModel):
+    """The structured output the engine is constrained to produce."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: int = Field(ge=0, le=100, description="Overall fit, 0 (none) to 100 (ideal).")
+    recommendation: Recommendation
+    strengths: list[Annotated[str, StringConstraints(max_length=300)]] = Field(max_length=8)
+    concerns: list[Annotated[str, StringConstraints(max_length=300)]] = Field(max_length=8)
+    summary: str = Field(max_length=1500)
+
+
+class Usage(_Wire):
+    """Token usage as reported by the engine."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Timings(_Wire):
+    """Seconds spent in each stage of one request."""
+
+    queued_s: float = Field(description="Consumed from Kafka until sent to the engine.")
+    inference_s: float = Field(description="Engine time, all attempts.")
+    end_to_end_s: float = Field(description="Request timestamp until the result was produced.")
+
+
+class SourceRef(_Wire):
+    """Where the request came from, for audit and replay."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class ResultError(_Wire):
+    """Why a result has status ``error``."""
+
+    reason: str
+    message: str
+
+
+class EvaluationResult(_Wire):
+    """The result of a native request (results topic, key = request id)."""
+
+    id: str
+    status: Literal["ok", "error"]
+    evaluation: Evaluation | None = None
+    error: ResultError | None = None
+    raw_output: str | None = None
+    model: str
+    backend: str
+    variant: str | None = None
+    prompt_version: str
+    usage: Usage
+    timings: Timings
+    attempts: int
+    worker_id: str
+    source: SourceRef
+    metadata: dict[str, JsonValue] | None = None
+    completed_at: datetime
+
+
+class BatchResponse(_Wire):
+    """The ``response`` member of an OpenAI batch output line."""
+
+    status_code: int
+    request_id: str
+    body: dict[str, Any]
+
+
+class BatchError(_Wire):
+    """The ``error`` member of an OpenAI batch output line."""
+
+    code: str
+    message: str
+
+
+class BatchOutputLine(_Wire):
+    """The result of a batch line, in OpenAI's batch output format."""
+
+    id: str
+    custom_id: str
+    response: BatchResponse | None
+    error: BatchError | None
+
+
+AnyRequest = EvaluationRequest | BatchRequestLine
+AnyResult = EvaluationResult | BatchOutputLine
+
+
+def parse_request(value: bytes) -> AnyRequest:
+    """Decodes one requests-topic value.
+
+    Raises:
+        UnicodeDecodeError: the value is not UTF-8.
+        ValueError: the value is not JSON, or not a JSON object.
+        ValidationError: the object matches neither request shape.
+    """
+    text = value.decode("utf-8")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    if "custom_id" in data:
+        return BatchRequestLine.model_validate(data)
+    return EvaluationRequest.model_validate(data)
+
+
+def parse_result(value: bytes) -> AnyResult:
+    """Decodes one results-topic value (either shape)."""
+    data = json.loads(value)
+    if "custom_id" in data:
+        return BatchOutputLine.model_validate(data)
+    return EvaluationResult.model_validate(data)
+
+
+def result_key(result: AnyResult) -> str:
+    """The request id a result answers (``custom_id`` for batch lines)."""
+    return result.custom_id if isinstance(result, BatchOutputLine) else result.id
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas of every message upstream and downstream teams code against."""
+    models: dict[str, type[BaseModel]] = {
+        "evaluation_request": EvaluationRequest,
+        "batch_request_line": BatchRequestLine,
+        "evaluation_result": EvaluationResult,
+        "batch_output_line": BatchOutputLine,
+        "evaluation": Evaluation,
+    }
+    return {name: model.model_json_schema() for name, model in models.items()}
+
+
+__all__ = [
+    "BATCH_CHAT_URL",
+    "AnyRequest",
+    "AnyResult",
+    "BatchError",
+    "BatchOutputLine",
+    "BatchRequestLine",
+    "BatchResponse",
+    "Candidate",
+    "Evaluation",
+    "EvaluationRequest",
+    "EvaluationResult",
+    "GenerationParams",
+    "Job",
+    "Recommendation",
+    "ResultError",
+    "SourceRef",
+    "Timings",
+    "Usage",
+    "ValidationError",
+    "json_schemas",
+    "parse_request",
+    "parse_result",
+    "result_key",
+]

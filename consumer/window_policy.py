@@ -1,0 +1,152 @@
+"""Policies that size the in-flight window from what the engine does.
+
+The adaptive policy climbs the throughput curve: continuous-batching engines gain
+throughput with concurrency up to a plateau, after which more requests only queue
+and add latency (on one H200, vLLM gave 11 req/s at 8 concurrent, 30.6 at 64 and
+29.5 at 1024 with a 13 s median time to first token). The policy grows the window
+while each step still pays (>= ``gain`` more throughput), steps back when it does
+not, backs off multiplicatively on overload signals, and probes now and then in
+both directions because the best point moves with the workload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Action = Literal["hold", "grow", "shrink"]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSample:
+    """What happened during one measurement interval at one window limit.
+
+    Attributes:
+        limit: the window limit during the interval.
+        throughput: completed requests per second.
+        mean_in_flight: average requests in the engine (demand saturates the window
+            when it is close to ``limit``).
+        overloaded: the engine signalled overload (429, Ollama 503, a vLLM queue).
+    """
+
+    limit: int
+    throughput: float
+    mean_in_flight: float
+    overloaded: bool
+
+
+class WindowPolicy(Protocol):
+    """Chooses the next window limit from the last sample."""
+
+    def next_limit(self, sample: WindowSample) -> int:
+        """The limit for the next interval."""
+        ...
+
+
+class FixedWindowPolicy:
+    """A constant window (the prototype's 8 parallel workers is ``FixedWindowPolicy(8)``)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def next_limit(self, sample: WindowSample) -> int:
+        return self._size
+
+
+class AdaptiveWindowPolicy:
+    """Hill climbing on throughput, with multiplicative back-off on overload.
+
+    Args:
+        start: initial limit.
+        minimum: lowest limit.
+        maximum: highest limit.
+        growth: factor of an upward step.
+        gain: relative throughput gain an upward step must bring to be kept.
+        probe_every: intervals at a stable limit between two probes.
+    """
+
+    def __init__(
+        self,
+        start: int,
+        minimum: int,
+        maximum: int,
+        *,
+        growth: float = 1.5,
+        gain: float = 0.05,
+        probe_every: int = 8,
+    ) -> None:
+        self._min, self._max = minimum, maximum
+        self._limit = self._clamp(start)
+        self._growth, self._gain, self._probe_every = growth, gain, probe_every
+        self._action: Action = "grow"  # start by climbing
+        self._base_limit = self._limit  # the limit a probe compares against
+        self._base_throughput = 0.0
+        self._stable = 0
+        self._probe_down_next = False
+
+    def _clamp(self, limit: float) -> int:
+        return max(self._min, min(self._max, round(limit)))
+
+    def next_limit(self, sample: WindowSample) -> int:
+        if sample.overloaded:
+            return self._back_off(sample)
+        if sample.mean_in_flight < 0.75 * sample.limit:
+            return self._limit  # not enough demand to learn anything about the engine
+        if self._action == "grow":
+            return self._after_grow(sample)
+        if self._action == "shrink":
+            return self._after_shrink(sample)
+        return self._hold(sample)
+
+    def _back_off(self, sample: WindowSample) -> int:
+        self._limit = self._clamp(min(self._limit, sample.mean_in_flight) * 0.75)
+        self._settle(throughput=0.0)
+        return self._limit
+
+    def _after_grow(self, sample: WindowSample) -> int:
+        if (
+            sample.throughput >= self._base_throughput * (1 + self._gain)
+            and self._limit < self._max
+        ):
+            self._base_limit, self._base_throughput = self._limit, sample.throughput
+            self._limit = self._clamp(max(self._limit + 1, self._limit * self._growth))
+            return self._limit
+        if sample.throughput >= self._base_throughput * (1 + self._gain):
+            self._settle(sample.throughput)  # at the maximum and still gaining: stay
+        else:
+            # The step did not pay: go back to where we came from.
+            self._limit = self._base_limit
+            self._settle(self._base_throughput)
+        return self._limit
+
+    def _after_shrink(self, sample: WindowSample) -> int:
+        if sample.throughput >= self._base_throughput * (1 - self._gain / 2):
+            self._settle(sample.throughput)  # same throughput with less latency: keep it
+        else:
+            self._limit = self._base_limit
+            self._settle(self._base_throughput)
+        return self._limit
+
+    def _hold(self, sample: WindowSample) -> int:
+        # Track the current level slowly so a change of workload is noticed.
+        if self._base_throughput == 0.0:
+            self._base_throughput = sample.throughput
+        self._base_throughput = 0.7 * self._base_throughput + 0.3 * sample.throughput
+        self._stable += 1
+        if self._stable < self._probe_every:
+            return self._limit
+        self._base_limit = self._limit
+        self._probe_down_next = not self._probe_down_next
+        if self._probe_down_next and self._limit > self._min:
+            self._action = "shrink"
+            self._limit = self._clamp(min(self._limit - 1, self._limit / 1.25))
+        elif self._limit < self._max:
+            self._action = "grow"
+            self._limit = self._clamp(max(self._limit + 1, self._limit * 1.25))
+        return self._limit
+
+    def _settle(self, throughput: float) -> None:
+        self._action = "hold"
+        self._base_limit = self._limit
+        self._base_throughput = throughput
+        self._stable = 0

@@ -1,0 +1,329 @@
+"""The worker: wires the parts together; the parts do the work.
+
+Data path: `RequestSource` (consumer thread) → `decode_job` → `ModelRouter` →
+`MicroBatcher` (admission into the `AdmissionWindow`) → `Evaluator` (engine, failure
+policy) → `ResultSink` (results or dead-letter topic, acks=all) → `PartitionRegistry`
+(offset completes) → commit. Nothing is completed before the broker acknowledged
+its result, so a committed offset never covers a request without a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from confluent_kafka import Message
+
+from consumer.admission import AdmissionWindow
+from consumer.backends.base import Backend
+from consumer.batcher import MicroBatcher
+from consumer.engine_monitor import EngineMonitor
+from consumer.errors import DecodeError, EvalstreamError, RoutingError
+from consumer.evaluator import Evaluator, Outcome
+from consumer.jobs import Job, decode_job, job_from_message
+from consumer.metrics import Metrics
+from consumer.partitions import PartitionRegistry
+from consumer.policy import EngineCircuit, FailurePolicy
+from consumer.prompts import PromptTemplate
+from consumer.records import dead_letter_headers
+from consumer.request_source import PartitionKey, RequestSource
+from consumer.result_sink import ResultSink
+from consumer.router import ModelRouter
+from consumer.settings import Settings
+from consumer.window_controller import WindowController
+from consumer.window_policy import AdaptiveWindowPolicy, FixedWindowPolicy, WindowPolicy
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One consumer-group member driving one engine.
+
+    Args:
+        settings: the whole configuration.
+        backend: the engine client.
+        router: model routing.
+        template: the prompt template.
+        metrics: the metrics catalogue.
+        batches: the backend takes a micro-batch in one call.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        router: ModelRouter,
+        template: PromptTemplate,
+        metrics: Metrics,
+        *,
+        batches: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._backend = backend
+        self._router = router
+        self._metrics = metrics
+        w = settings.window
+        start = w.size if w.policy == "fixed" else min(max(w.size, w.min), w.max)
+        self.window = AdmissionWindow(start)
+        self._circuit = EngineCircuit(settings.retry.circuit_failures)
+        self._evaluator = Evaluator(
+            backend,
+            template,
+            FailurePolicy(settings.retry, self._circuit),
+            self._circuit,
+            metrics,
+            settings.engine,
+            settings.worker_id,
+            batches=batches,
+            on_overload=lambda: self.controller.overloaded(),
+        )
+        policy: WindowPolicy = (
+            FixedWindowPolicy(w.size)
+            if w.policy == "fixed"
+            else AdaptiveWindowPolicy(start, w.min, w.max)
+        )
+        self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
+        self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
+        self._batcher = MicroBatcher(self.window, self._dispatch, w.linger_ms / 1000, w.max_batch)
+        self._partitions = PartitionRegistry()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sink: ResultSink | None = None
+        self._source: RequestSource | None = None
+        self._draining = False
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_tick = time.monotonic()
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begins a graceful shutdown (signal handlers call this)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Consumes until `request_stop`, then drains, commits and closes."""
+        self._loop = asyncio.get_running_loop()
+        kafka = self.settings.kafka
+        common = kafka.client_config()
+        self._sink = ResultSink(common, self._loop)
+        self._source = RequestSource(
+            {
+                **common,
+                "group.id": kafka.group_id,
+                "client.id": self.settings.worker_id,
+                "statistics.interval.ms": 5000,
+                "stats_cb": self._metrics.kafka_stats.update,
+            },
+            kafka.requests_topic,
+            self,
+            self.demand,
+            resume_at=max(1, self.window.limit // 2),
+        )
+        self._source.start()
+        self._spawn(
+            self._batcher.run(),
+            self.controller.run(),
+            self.monitor.run(),
+            self._commit_loop(),
+            self._tick(),
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(sig, self.request_stop)
+        await self._stop.wait()
+        await self._shutdown()
+
+    def _spawn(self, *coroutines: Coroutine[Any, Any, None]) -> None:
+        self._tasks.extend(asyncio.create_task(c) for c in coroutines)
+
+    async def _shutdown(self) -> None:
+        """Stop admitting, drain within the grace period, commit, leave, flush."""
+        log.info("shutting down: draining for up to %.0fs", self.settings.shutdown_grace_s)
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        self._draining = True  # 1. demand drops to 0: the source pauses
+        self.window.close()
+        self._batcher.clear()  # 2. queued jobs stay uncommitted: redelivered later
+        cancelled = await self._partitions.drain(None, deadline)  # 3. finish in-flight work
+        if cancelled:
+            log.warning("%d requests did not finish in the grace period", cancelled)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert self._source is not None
+        assert self._sink is not None
+        final = self._partitions.committable()  # 4. commit what is acknowledged
+        await asyncio.to_thread(self._source.stop, lambda: final)  # 5. leave the group
+        await asyncio.to_thread(self._sink.close)  # 6. flush
+        log.info("stopped")
+
+    async def _tick(self) -> None:
+        while True:
+            self.last_tick = time.monotonic()
+            self._metrics.buffered.set(len(self._batcher))
+            self._metrics.in_flight.set(self.window.in_flight)
+            assert self._source is not None
+            self._metrics.paused_partitions.set(
+                self._source.assigned_count() if self._source.paused else 0
+            )
+            await asyncio.sleep(0.5)
+
+    async def _commit_loop(self) -> None:
+        assert self._source is not None
+        while True:
+            await asyncio.sleep(self.settings.kafka.commit_interval_s)
+            self._source.commit(self._partitions.take_commits())
+
+    # ----- probes ----------------------------------------------------------------------
+
+    def live(self) -> tuple[bool, str]:
+        """Liveness: the event loop and the consumer thread both ticked recently."""
+        now = time.monotonic()
+        loop_ok = now - self.last_tick < 10
+        source_ok = self._source is not None and now - self._source.last_poll_monotonic < 30
+        return (
+            loop_ok and source_ok,
+            f"loop={'ok' if loop_ok else 'stuck'} consumer={'ok' if source_ok else 'stuck'}",
+        )
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: consuming, engine healthy, circuit closed."""
+        ok = (
+            self._source is not None
+            and self.monitor.healthy
+            and not self._circuit.is_open
+            and not self._draining
+        )
+        return (
+            ok,
+            f"engine={'up' if self.monitor.healthy else 'down'} assigned={len(self._partitions)}",
+        )
+
+    # ----- backpressure (read from the consumer thread) --------------------------------
+
+    def demand(self) -> int:
+        """How many more messages the worker wants; 0 or less pauses the partitions."""
+        if self._draining or not self.window.is_open:
+            return 0
+        high_water = 2 * self.window.limit + self.settings.window.max_batch
+        return high_water - len(self._batcher) - self.window.in_flight
+
+    # ----- SourceListener (called from the consumer thread) ----------------------------
+
+    def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._accept, messages, keys)
+
+    def on_assigned(self, partitions: list[PartitionKey]) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._assign(partitions), self._loop).result()
+
+    def on_revoked(self, partitions: list[PartitionKey], *, lost: bool) -> dict[PartitionKey, int]:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._revoke(partitions, lost), self._loop)
+        return future.result()
+
+    async def _assign(self, keys: list[PartitionKey]) -> None:
+        self._partitions.assign(keys)
+        self._metrics.rebalance("assigned", len(keys))
+        self._metrics.assigned_partitions.set(len(self._partitions))
+
+    async def _revoke(self, keys: list[PartitionKey], lost: bool) -> dict[PartitionKey, int]:
+        self._batcher.drop(keys)
+        if not lost:
+            await self._partitions.drain(
+                keys, time.monotonic() + self.settings.rebalance_deadline_s
+            )
+        offsets = {} if lost else self._partitions.committable(keys)
+        self._partitions.release(keys)
+        self._metrics.rebalance("lost" if lost else "revoked", len(keys))
+        self._metrics.assigned_partitions.set(len(self._partitions))
+        return offsets
+
+    # ----- the data path (event loop) --------------------------------------------------
+
+    def _accept(self, messages: list[Message], keys: list[PartitionKey]) -> None:
+        max_bytes = self.settings.kafka.max_request_bytes
+        for message, key in zip(messages, keys, strict=True):
+            state = self._partitions.get(key)
+            if state is None:
+                continue  # revoked between poll and now; the next owner reads it
+            self._metrics.consumed.inc()
+            job = job_from_message(message, key)
+            state.offsets.track(job.offset)
+            error: EvalstreamError | None = decode_job(job, max_bytes)
+            if error is None:
+                assert job.request is not None
+                try:
+                    job.route = self._router.route(job.request)
+                except RoutingError as exc:
+                    error = exc
+            if error is None:
+                self._batcher.add(job)
+            else:
+                self._emit(self._dead_letter(job, error))
+
+    def _dead_letter(self, job: Job, error: EvalstreamError) -> Outcome:
+        level = logging.WARNING if isinstance(error, DecodeError | RoutingError) else logging.ERROR
+        log.log(
+            level,
+            "dead letter: %s",
+            error.message,
+            extra={
+                "request_id": job.request_id,
+                "partition": job.source.partition,
+                "offset": job.offset,
+                "reason": error.reason,
+            },
+        )
+        headers = dead_letter_headers(job, error, self.settings.worker_id)
+        return Outcome(job, "dead_letter", job.value or b"", headers, error.reason)
+
+    def _dispatch(self, jobs: list[Job]) -> None:
+        self._metrics.batch_size.observe(len(jobs))
+        task = asyncio.create_task(self._evaluator.run(jobs, self._finished))
+        self._partitions.attach({job.source for job in jobs}, task)
+        task.add_done_callback(lambda t: self._release_if_cancelled(t, jobs))
+
+    def _release_if_cancelled(self, task: asyncio.Task[None], jobs: list[Job]) -> None:
+        """Slots of jobs whose task was cancelled (revoked partition) are returned here."""
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("evaluation task failed", exc_info=task.exception())
+            unreported = [j for j in jobs if not j.reported]
+            for job in unreported:
+                job.reported = True
+            self.window.release(len(unreported))
+
+    def _finished(self, outcome: Outcome) -> None:
+        """One job's final outcome: free its slot and publish it."""
+        outcome.job.reported = True
+        self.window.release()
+        self.controller.completed()
+        self._emit(outcome)
+
+    def _emit(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if job.source not in self._partitions:
+            return  # a revoked epoch: never produce its result
+        task = asyncio.create_task(self._deliver(outcome))
+        self._partitions.attach((job.source,), task)
+
+    async def _deliver(self, outcome: Outcome) -> None:
+        assert self._sink is not None
+        job, kafka = outcome.job, self.settings.kafka
+        if outcome.destination == "result":
+            await self._sink.send(kafka.results_topic, job.key, outcome.value, None)
+            route = job.route
+            self._metrics.result(
+                outcome.status, route.model if route else "", route.variant if route else None
+            )
+        else:
+            await self._sink.send(kafka.dlq_topic, job.key, outcome.value, outcome.headers)
+            self._metrics.dead_letter(outcome.status)
+        self._metrics.end_to_end.observe(max(0.0, time.time() - job.timestamp_s))
+        self._partitions.complete(job.source, job.offset)
