@@ -1,0 +1,65 @@
+"""``evalstream-local``: local infrastructure for development, tests and the demo.
+
+- ``kafka``: a real Apache Kafka broker (KRaft) from Maven Central jars, no Docker.
+- ``engine``: the engine simulator (vLLM / Ollama protocols).
+- ``demo``: broker + simulator (or your engine) + a worker; publishes synthetic
+  candidates, collects the results and prints the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evalstream-local", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="run a local Apache Kafka broker in the foreground")
+    kafka.add_argument("--data-dir", type=Path, help="keep data here (survives restarts)")
+    kafka.add_argument("--port", type=int, help="listener port (default: a free one)")
+
+    engine = sub.add_parser("engine", help="run the engine simulator in the foreground")
+    engine.add_argument("--profile", default="vllm", help="vllm, ollama or instant")
+    engine.add_argument("--port", type=int, help="port (default: a free one)")
+    engine.add_argument("--host", default="127.0.0.1")
+    engine.add_argument(
+        "--time-scale", type=float, default=1.0, help="simulated time runs this much faster"
+    )
+    engine.add_argument("--model", action="append", help="served model name (repeatable)")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline locally and print a summary")
+    demo.add_argument("--count", type=int, default=2000, help="synthetic requests to evaluate")
+    demo.add_argument("--partitions", type=int, default=8)
+    demo.add_argument("--profile", default="vllm", help="simulator profile (vllm or ollama)")
+    demo.add_argument("--time-scale", type=float, default=4.0, help="simulator speed-up")
+    demo.add_argument("--engine-url", help="use this running engine instead of the simulator")
+    demo.add_argument("--backend", choices=["openai", "ollama"], help="backend of --engine-url")
+    demo.add_argument("--model", help="model of --engine-url")
+    demo.add_argument("--out", type=Path, default=Path("evalstream-demo-results.sqlite"))
+    demo.add_argument("--bootstrap-servers", help="use this broker instead of a local one")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    args = _parser().parse_args(argv)
+    if args.command == "kafka":
+        from consumer.local.kafka import serve as serve_kafka
+
+        return serve_kafka(args.data_dir, args.port)
+    if args.command == "engine":
+        from consumer.local.engine import serve as serve_engine
+
+        return serve_engine(
+            args.profile, args.port, args.host, time_scale=args.time_scale, models=args.model
+        )
+    from consumer.local.demo import run_demo
+
+    return run_demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

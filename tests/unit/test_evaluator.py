@@ -1,0 +1,198 @@
+"""Evaluator + OpenAI backend request shaping and the failure policy (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consumer.backends.openai import OpenAIBackend
+from consumer.evaluator import Evaluator, Outcome
+from consumer.jobs import Job, Route
+from consumer.metrics import Metrics
+from consumer.policy import EngineCircuit, FailurePolicy
+from consumer.prompts import PromptTemplate
+from consumer.request_source import PartitionKey
+from consumer.schemas import EvaluationResult, parse_request
+from consumer.settings import EngineSettings, RetrySettings
+
+pytestmark = pytest.mark.timeout(20)
+
+GOOD = {
+    "score": 81,
+    "recommendation": "yes",
+    "strengths": ["Kafka"],
+    "concerns": [],
+    "summary": "Solid.",
+}
+
+
+def chat_reply(content: str, finish: str = "stop") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {"prompt_tokens": 900, "completion_tokens": 60},
+    }
+
+
+def make_job(i: int = 0) -> Job:
+    value = json.dumps(
+        {
+            "id": f"req-{i}",
+            "candidate": {"id": "c", "text": "Python, Kafka"},
+            "job": {"id": "j", "title": "Engineer", "text": "Streams"},
+        }
+    ).encode()
+    job = Job(PartitionKey("requests", 0, 1), i, b"k", value, [], 0.0)
+    job.request = parse_request(value)
+    job.route = Route("m", "openai", None, "eval-v1")
+    return job
+
+
+def evaluator(
+    handler: Callable[[httpx.Request], httpx.Response], *, api: str = "chat"
+) -> Evaluator:
+    client = httpx.AsyncClient(base_url="http://engine", transport=httpx.MockTransport(handler))
+    backend = OpenAIBackend(client, api=api)  # type: ignore[arg-type]
+    circuit = EngineCircuit(3)
+    retry = RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002)
+    metrics = Metrics(CollectorRegistry(), "w")
+    return Evaluator(
+        backend,
+        PromptTemplate(),
+        FailurePolicy(retry, circuit),
+        circuit,
+        metrics,
+        EngineSettings(model="m", api=api),
+        "w",
+        batches=api == "completions",  # type: ignore[arg-type]
+    )
+
+
+async def run(ev: Evaluator, jobs: list[Job]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    await ev.run(jobs, outcomes.append)
+    return outcomes
+
+
+async def test_chat_call_is_structured_and_prefix_first() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=chat_reply(json.dumps(GOOD)))
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    body = bodies[0]
+    assert body["model"] == "m"
+    assert body["response_format"]["type"] == "json_schema"
+    assert "$ref" not in json.dumps(body["response_format"])  # inlined for every engine
+    user = body["messages"][1]["content"]
+    assert user.index("Streams") < user.index("Python, Kafka")  # job first, candidate last
+    result = EvaluationResult.model_validate_json(outcome.value)
+    assert result.status == "ok"
+    assert result.evaluation is not None
+    assert result.evaluation.score == 81
+    assert result.usage.completion_tokens == 60
+
+
+async def test_invalid_reply_gets_one_repair_then_an_error_result() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=chat_reply('{"score": 900}'))
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    assert len(bodies) == 2
+    repair = bodies[1]["messages"]
+    assert repair[-2] == {"role": "assistant", "content": '{"score": 900}'}
+    assert "score" in repair[-1]["content"]  # the error names the field
+    result = EvaluationResult.model_validate_json(outcome.value)
+    assert result.status == "error"
+    assert result.error is not None
+    assert result.error.reason == "invalid_output"
+    assert result.attempts == 2
+
+
+async def test_truncated_reply_is_invalid_output() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=chat_reply('{"score": 8', finish="length"))
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    result = EvaluationResult.model_validate_json(outcome.value)
+    assert result.error is not None
+    assert "max_tokens" in result.error.message
+
+
+async def test_server_errors_are_retried_then_succeed() -> None:
+    calls = iter([500, 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(calls)
+        if status != 200:
+            return httpx.Response(status, json={"error": {"message": "boom"}})
+        return httpx.Response(200, json=chat_reply(json.dumps(GOOD)))
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    assert outcome.destination == "result"
+    assert EvaluationResult.model_validate_json(outcome.value).attempts == 3
+
+
+async def test_context_length_is_dead_lettered_with_reason() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        message = "This model's maximum context length is 2048 tokens. However, you requested 9000 tokens."
+        return httpx.Response(
+            400, json={"error": {"message": message, "type": "BadRequestError", "code": 400}}
+        )
+
+    job = make_job()
+    (outcome,) = await run(evaluator(handler), [job])
+    assert outcome.destination == "dead_letter"
+    assert outcome.value == job.value
+    assert outcome.headers is not None
+    assert dict(outcome.headers)["evalstream.error.reason"] == b"context_length"
+
+
+async def test_retries_exhausted_while_engine_up_dead_letters() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "always"}})
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    assert outcome.destination == "dead_letter"
+    assert outcome.status == "retries_exhausted:http_500"
+
+
+async def test_completions_api_sends_one_call_per_micro_batch() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        choices = [
+            {"index": i, "text": json.dumps(GOOD), "finish_reason": "stop"}
+            for i in range(len(body["prompt"]))
+        ]
+        return httpx.Response(
+            200, json={"choices": choices, "usage": {"prompt_tokens": 30, "completion_tokens": 9}}
+        )
+
+    outcomes = await run(evaluator(handler, api="completions"), [make_job(i) for i in range(3)])
+    assert len(bodies) == 1
+    assert len(bodies[0]["prompt"]) == 3
+    assert bodies[0]["structured_outputs"]["json"]["properties"]["score"]["maximum"] == 100
+    assert sorted(EvaluationResult.model_validate_json(o.value).id for o in outcomes) == [
+        "req-0",
+        "req-1",
+        "req-2",
+    ]
