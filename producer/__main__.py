@@ -1,0 +1,221 @@
+"""``evalstream-producer``: the upstream and downstream tools of evalstream.
+
+Subcommands: ``schema`` (print the wire contract), ``synth`` (synthetic requests), ``publish``
+(validate and produce a file of requests), ``collect`` (store de-duplicated results), ``status``
+(consumer lag, rate and ETA). The command handlers live in `producer.cli`; this module only parses.
+
+The bootstrap servers default to ``$KAFKA_BOOTSTRAP``, then ``localhost:9092``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from consumer.schemas import json_schemas
+from producer import cli
+from producer.publish import KeyMode
+from producer.sinks import SinkFormat
+from producer.source import InputKind
+from producer.synth import DEFAULT_BATCH_MODEL, DEFAULT_JOBS, DEFAULT_MAX_TOKENS
+from producer.validation import RequestFormat
+
+REQUESTS_TOPIC = "evalstream.requests"
+RESULTS_TOPIC = "evalstream.results"
+DEFAULT_IDLE_S = 30.0
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a number greater than 0."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _kafka_arguments(parser: argparse.ArgumentParser, topic: str) -> None:
+    """Adds the connection options every Kafka subcommand takes."""
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP", "localhost:9092"),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or localhost:9092)",
+    )
+    parser.add_argument("--topic", default=topic, help=f"topic (default: {topic})")
+    parser.add_argument(
+        "-X",
+        dest="kafka_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka option, repeatable (e.g. -X security.protocol=SASL_SSL)",
+    )
+
+
+def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("schema", help="print the JSON Schemas of the wire contract")
+    parser.add_argument("--name", choices=sorted(json_schemas()), help="print only this schema")
+    parser.set_defaults(handler=cli.run_schema)
+
+
+def _add_synth(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("synth", help="write synthetic evaluation requests as JSONL")
+    parser.add_argument("--count", type=_positive_int, required=True, help="how many requests")
+    parser.add_argument("--seed", type=int, help="random seed; the same seed gives the same output")
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=DEFAULT_JOBS,
+        help=f"distinct job postings (default: {DEFAULT_JOBS})",
+    )
+    parser.add_argument(
+        "--batch-format",
+        action="store_true",
+        help="write OpenAI batch input lines instead of native requests",
+    )
+    parser.add_argument(
+        "--timestamps", action="store_true", help="set created_at to the generation time"
+    )
+    parser.add_argument("--model", help=f"model to route to (batch lines: {DEFAULT_BATCH_MODEL})")
+    parser.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=DEFAULT_MAX_TOKENS,
+        help=f"max_tokens of batch lines (default: {DEFAULT_MAX_TOKENS})",
+    )
+    parser.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    parser.set_defaults(handler=cli.run_synth)
+
+
+def _add_publish(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("publish", help="validate a file of requests and publish it")
+    parser.add_argument("file", metavar="FILE", help="JSONL or CSV file, or - for stdin")
+    _kafka_arguments(parser, REQUESTS_TOPIC)
+    parser.add_argument(
+        "--format",
+        type=RequestFormat,
+        choices=list(RequestFormat),
+        default=RequestFormat.AUTO,
+        help="request shape (default: per line)",
+    )
+    parser.add_argument(
+        "--input",
+        type=InputKind,
+        choices=list(InputKind),
+        default=InputKind.JSONL,
+        help="input layout (default: jsonl)",
+    )
+    parser.add_argument(
+        "--csv-map",
+        metavar="COL=FIELD,...",
+        help="CSV column to request field, e.g. resume=candidate.text",
+    )
+    parser.add_argument("--rate", type=_positive_float, help="messages per second at most")
+    parser.add_argument(
+        "--key",
+        type=KeyMode,
+        choices=list(KeyMode),
+        default=KeyMode.ID,
+        help="message key: the request id (default) or none",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="header added to every message, repeatable",
+    )
+    parser.add_argument("--rejects", metavar="FILE", help="write rejected lines here as JSONL")
+    parser.add_argument(
+        "--allow-rejects", action="store_true", help="exit 0 even if some lines were rejected"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=cli.run_publish)
+
+
+def _add_collect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("collect", help="store de-duplicated results and summarise them")
+    _kafka_arguments(parser, RESULTS_TOPIC)
+    parser.add_argument("--out", required=True, help="output file (.db/.sqlite or .jsonl)")
+    parser.add_argument(
+        "--format",
+        type=SinkFormat,
+        choices=list(SinkFormat),
+        default=SinkFormat.AUTO,
+        help="output format (default: from --out)",
+    )
+    parser.add_argument("--expect", type=_positive_int, help="stop after N distinct results")
+    parser.add_argument(
+        "--until-idle",
+        type=_positive_float,
+        metavar="S",
+        help=f"stop after S seconds without results (default: {DEFAULT_IDLE_S:g} "
+        "unless --expect is given)",
+    )
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the earliest offset when the group has none committed",
+    )
+    parser.add_argument(
+        "--group",
+        help="consumer group that commits (default: a fresh one that "
+        "reads from the beginning and commits nothing)",
+    )
+    parser.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=cli.run_collect)
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("status", help="consumer-group lag, rate and ETA")
+    _kafka_arguments(parser, REQUESTS_TOPIC)
+    parser.add_argument("--group", required=True, help="the workers' consumer group")
+    parser.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="seconds between samples (default: 5; 0 = one sample, no rate)",
+    )
+    parser.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="take the rate from this Prometheus instead of offset deltas",
+    )
+    parser.set_defaults(handler=cli.run_status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="evalstream-producer",
+        description="Publish evaluation requests to Kafka, collect results, watch progress.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_schema, _add_synth, _add_publish, _add_collect, _add_status):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand and returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "collect" and args.until_idle is None:
+        args.until_idle = None if args.expect is not None else DEFAULT_IDLE_S
+    handler: Handler = args.handler
+    return cli.dispatch(handler, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Handlers of the ``evalstream-producer`` subcommands: arguments in, exit status out.
+
+Exit statuses: 0 success; 1 rejected lines (``publish`` without ``--allow-rejects``), unusable
+input, fewer results than ``--expect`` (``collect``) or an unreadable group (``status``); 2 a
+delivery failure (``publish``); 130 interrupted; 141 the reader of stdout went away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from confluent_kafka import KafkaException
+from rich.console import Console, Group
+from rich.live import Live
+
+from consumer.schemas import json_schemas
+from producer.collect import ResultCollector, ResultReader
+from producer.csv_input import CsvMapping
+from producer.errors import InputError, ProducerError
+from producer.file_publish import FilePublisher, RejectLog
+from producer.progress import ProgressDisplay
+from producer.publish import RequestPublisher
+from producer.sinks import open_sink
+from producer.source import RequestSource
+from producer.status import GroupStatus, RateWindow, prometheus_rate, render_status
+from producer.synth import DEFAULT_BATCH_MODEL, RequestSynthesizer, batch_line
+from producer.validation import LineValidator
+
+EXIT_OK, EXIT_FAILED, EXIT_UNDELIVERED = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+# The command line waits a minute for an acknowledgement, not librdkafka's five.
+CLI_PRODUCER_DEFAULTS = {"message.timeout.ms": "60000"}
+FLUSH_TIMEOUT_S = 75.0
+
+
+def dispatch(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Runs a handler, turning expected failures into a message and an exit status."""
+    try:
+        return handler(args)
+    except (ProducerError, KafkaException, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:
+    """Parses repeated ``KEY=VALUE`` options.
+
+    Raises:
+        InputError: An item has no ``=`` or an empty key.
+    """
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{option}: expected KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    """``schema``: prints every JSON Schema as one object, or the one named."""
+    schemas = json_schemas()
+    document = schemas[args.name] if args.name else schemas
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
+@contextmanager
+def _output(path: str) -> Iterator[TextIO]:
+    """Stdout for ``-``, else a fresh UTF-8 file."""
+    if path == "-":
+        yield sys.stdout
+        return
+    with Path(path).open("w", encoding="utf-8") as stream:
+        yield stream
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """``synth``: writes synthetic requests (or batch input lines) as JSONL."""
+    synthesizer = RequestSynthesizer(
+        args.seed,
+        args.jobs,
+        timestamps=args.timestamps,
+        model=None if args.batch_format else args.model,
+    )
+    with _output(args.output) as stream:
+        for request in synthesizer.requests(args.count):
+            if args.batch_format:
+                line = batch_line(request, args.model or DEFAULT_BATCH_MODEL, args.max_tokens)
+                stream.write(line.model_dump_json() + "\n")
+            else:
+                stream.write(request.model_dump_json(exclude_none=True) + "\n")
+    return EXIT_OK
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    """``publish``: validates the input, publishes the valid lines, reports the rest."""
+    headers = list(parse_pairs(args.header, "--header").items())
+    options: dict[str, Any] = {**CLI_PRODUCER_DEFAULTS, **parse_pairs(args.kafka_options, "-X")}
+    source = RequestSource(
+        args.file,
+        LineValidator(args.format),
+        kind=args.input,
+        mapping=CsvMapping.parse(args.csv_map),
+    )
+    publisher = RequestPublisher(args.bootstrap_servers, args.topic, key=args.key, **options)
+    progress = ProgressDisplay("publishing", source.count, enabled=not args.no_progress)
+    with RejectLog(args.rejects) as rejects, progress:
+        runner = FilePublisher(
+            publisher, rejects, headers=headers, rate=args.rate, flush_timeout=FLUSH_TIMEOUT_S
+        )
+        report = runner.run(source, progress)
+    print(report.render())
+    if report.failed:
+        print(
+            f"error: {report.failed:,} message(s) not delivered to {args.topic}: "
+            f"{report.first_error or 'no acknowledgement in time'}",
+            file=sys.stderr,
+        )
+        return EXIT_UNDELIVERED
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.rejected and not args.allow_rejects else EXIT_OK
+
+
+def _report_invalid(partition: int, offset: int, reason: str) -> None:
+    """Warns about a results-topic message that is not a result."""
+    print(
+        f"warning: partition {partition} offset {offset}: not a result: {reason}", file=sys.stderr
+    )
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    """``collect``: stores distinct results until enough arrived or the topic went quiet."""
+    options: dict[str, Any] = parse_pairs(args.kafka_options, "-X")
+    sink = open_sink(args.out, args.format)
+    try:
+        reader = ResultReader(
+            args.bootstrap_servers,
+            args.topic,
+            group_id=args.group,
+            from_beginning=args.from_beginning,
+            on_invalid=_report_invalid,
+            **options,
+        )
+        with (
+            reader,
+            ProgressDisplay(
+                "collecting", args.expect, unit="results", enabled=not args.no_progress
+            ) as progress,
+        ):
+            collector = ResultCollector(
+                reader, sink, expect=args.expect, until_idle=args.until_idle
+            )
+            report = collector.run(progress)
+    finally:
+        sink.close()
+    print(report.render())
+    if args.json_summary:
+        Path(args.json_summary).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if report.stopped_by == "interrupted":
+        return EXIT_INTERRUPTED
+    if not report.complete:
+        print(
+            f"error: expected {args.expect:,} results, collected {report.stats.distinct:,}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``status``: lag per partition, backlog, rate and ETA; refreshed in place with --watch."""
+    options: dict[str, Any] = parse_pairs(args.kafka_options, "-X")
+    window = RateWindow()
+    console = Console()
+    with GroupStatus(args.bootstrap_servers, args.group, args.topic, **options) as status:
+
+        def frame() -> Group:
+            snapshot = status.sample(time.monotonic())
+            window.add(snapshot)
+            rate: float | None
+            if args.prometheus:
+                rate, source = prometheus_rate(args.prometheus), "prometheus"
+            else:
+                rate, source = window.rate(), "committed offsets"
+            return render_status(args.topic, args.group, snapshot, rate, source)
+
+        if not args.watch:
+            if args.interval > 0 and not args.prometheus:
+                window.add(status.sample(time.monotonic()))
+                time.sleep(args.interval)  # the rate needs a second sample
+            console.print(frame())
+            return EXIT_OK
+        with Live(frame(), console=console, auto_refresh=False) as live:
+            try:
+                while True:
+                    time.sleep(max(args.interval, 0.5))
+                    live.update(frame(), refresh=True)
+            except KeyboardInterrupt:
+                return EXIT_OK

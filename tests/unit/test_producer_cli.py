@@ -1,0 +1,95 @@
+"""The command line without a broker: schema, synth, argument and input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from consumer.schemas import BatchRequestLine, json_schemas, parse_request
+from producer.__main__ import main
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_schema_prints_all_schemas_or_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == json_schemas()
+    assert main(["schema", "--name", "evaluation"]) == 0
+    assert json.loads(capsys.readouterr().out) == json_schemas()["evaluation"]
+
+
+def test_schema_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["schema", "--name", "nope"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_synth_writes_valid_deterministic_jsonl(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "--count", "4", "--seed", "3", "--jobs", "2"]) == 0
+    first = capsys.readouterr().out
+    assert main(["synth", "--count", "4", "--seed", "3", "--jobs", "2"]) == 0
+    assert capsys.readouterr().out == first
+    requests = [parse_request(line.encode()) for line in first.splitlines()]
+    assert [
+        request.custom_id if isinstance(request, BatchRequestLine) else request.id
+        for request in requests
+    ] == ["req-000001", "req-000002", "req-000003", "req-000004"]
+    assert '"created_at"' not in first
+
+
+def test_synth_batch_format_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    args = [
+        "synth",
+        "--count",
+        "2",
+        "--seed",
+        "1",
+        "--batch-format",
+        "--model",
+        "m",
+        "-o",
+        str(out),
+    ]
+    assert main(args) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [list(line) for line in lines] == [["custom_id", "method", "url", "body"]] * 2
+    assert lines[0]["body"]["model"] == "m"
+
+
+def test_synth_timestamps(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "--count", "1", "--timestamps"]) == 0
+    assert "created_at" in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["synth", "--count", "0"],
+        ["publish", "x.jsonl", "--rate", "-1"],
+        ["collect"],  # --out is required
+        ["status", "--topic", "t"],  # --group is required
+    ],
+)
+def test_bad_arguments_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_unusable_inputs_exit_1_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["publish", str(tmp_path / "absent.jsonl")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "in.csv").write_text("id\n")
+    assert main(["publish", str(tmp_path / "in.csv"), "--input", "csv", "--csv-map", "x"]) == 1
+    assert "--csv-map: expected column=field" in capsys.readouterr().err
+    assert main(["collect", "--out", str(tmp_path / "results.txt")]) == 1
+    assert "pass --format" in capsys.readouterr().err
+    assert main(["publish", str(tmp_path / "in.csv"), "--header", "novalue"]) == 1
+    assert "--header: expected KEY=VALUE" in capsys.readouterr().err
