@@ -53,13 +53,17 @@ class ManagedProcess:
             RuntimeError: the process exited or did not announce itself in time.
         """
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.args,
-            stdout=subprocess.PIPE if announce else log,
-            stderr=log,
-            env=self._env,
-            start_new_session=True,  # its own group: stop() reaches its children too
-        )
+        try:
+            self.process = subprocess.Popen(
+                self.args,
+                stdout=subprocess.PIPE if announce else log,
+                stderr=log,
+                env=self._env,
+                start_new_session=True,  # its own group: stop() reaches its children too
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()  # the child holds its own descriptor
         if announce is None:
             return ""
         return self._read_announcement(announce, timeout)
