@@ -1,0 +1,169 @@
+"""Latency profiles of the engine simulator: the parameters of its continuous-batching model.
+
+A profile says how long one engine step takes and how many sequences a step may carry. The step
+model (see :mod:`consumer.local.scheduler`) is::
+
+    step_s = step_base_s + per_seq_s * sequences_in_step + per_prefill_token_s * prefill_tokens
+
+and every running sequence decodes one token per step.
+
+``vllm`` is calibrated against the H200 baseline in ``GPU.md`` (vLLM 0.26, gemma-3-1b shape, 2000
+prompt / 200 output tokens, driven over HTTP): 8 concurrent requests get about a third of the
+plateau (11 req/s), the curve bends between 64 and 128 concurrent and levels off near 36 req/s,
+and beyond that concurrency only adds queueing latency. The three costs solve that table:
+
+* ``step_base_s`` 2.5 ms: the fixed cost of one forward pass (kernel launches, reading the
+  weights). It is what small batches waste, so it sets throughput at low concurrency.
+* ``per_seq_s`` 95 us: the cost each running sequence adds to a step (KV reads, sampling, and the
+  API server's per-token work, which limits the HTTP figures in ``GPU.md``).
+* ``per_prefill_token_s`` 3.8 us: prefill compute per uncached prompt token. With a 600-token
+  prefix shared by every prompt it yields the table's ~9 % gain.
+
+``ollama`` models a llama.cpp runner with ``num_parallel`` slots (``OLLAMA_NUM_PARALLEL``) on a
+consumer GPU, about 80 tokens/s for a single stream, and a pending queue of ``max_queue``
+(``OLLAMA_MAX_QUEUE``) beyond which requests are refused with 503.
+
+``instant`` answers at once; it isolates the worker's own CPU cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ProfileName = Literal["vllm", "ollama", "instant"]
+PROFILE_NAMES: tuple[ProfileName, ...] = ("vllm", "ollama", "instant")
+
+VLLM_MODEL = "google/gemma-3-1b-it"
+OLLAMA_MODEL = "gemma3:1b"
+
+
+@dataclass(frozen=True)
+class SimulatorProfile:
+    """Parameters of one simulated engine.
+
+    Attributes:
+        name: Profile name.
+        models: Served model names; the first is the default and labels the metrics.
+        max_num_seqs: Sequences a step may carry (vLLM ``--max-num-seqs``; Ollama's slots).
+        max_num_batched_tokens: Tokens a step may process, decode and prefill together
+            (vLLM ``--max-num-batched-tokens``; llama.cpp ``n_batch``). Longer prefills are
+            chunked over several steps.
+        step_base_s: Fixed cost of one step, in simulated seconds.
+        per_seq_s: Cost each sequence in the step adds.
+        per_prefill_token_s: Cost of each uncached prompt token prefilled in the step.
+        kv_capacity_tokens: KV cache size in tokens; a full cache preempts the newest sequence.
+        block_tokens: Prefix-cache block size in tokens (vLLM's default 16).
+        prefix_caching: Whether prompt blocks already computed are reused.
+        max_waiting: Pending-queue limit (Ollama's ``OLLAMA_MAX_QUEUE``); ``None`` is unbounded.
+        max_model_len: Context length (vLLM ``--max-model-len``; Ollama's default ``num_ctx``).
+        default_text_tokens: Length of a free-text answer when the request sets no limit.
+        time_scale: How much faster than the wall clock simulated time runs: 20 makes every
+            step and delay 20x shorter (tests, demos); 1 is real time.
+        instant: Answer at once, skipping the latency model.
+        latency_spike_s: Extra delay of the ``latency_spike`` fault, in simulated seconds.
+    """
+
+    name: ProfileName
+    models: tuple[str, ...]
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    step_base_s: float
+    per_seq_s: float
+    per_prefill_token_s: float
+    kv_capacity_tokens: int
+    block_tokens: int = 16
+    prefix_caching: bool = True
+    max_waiting: int | None = None
+    max_model_len: int = 32768
+    default_text_tokens: int = 128
+    time_scale: float = 1.0
+    instant: bool = False
+    latency_spike_s: float = 5.0
+
+    def with_options(self, **options: Any) -> SimulatorProfile:
+        """Returns a copy with the given fields replaced (``num_parallel``/``max_queue`` too)."""
+        if "num_parallel" in options:
+            options["max_num_seqs"] = options.pop("num_parallel")
+        if "max_queue" in options:
+            options["max_waiting"] = options.pop("max_queue")
+        if "models" in options and options["models"] is not None:
+            options["models"] = tuple(options["models"])
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown simulator option(s): {', '.join(unknown)}")
+        values = {k: v for k, v in options.items() if v is not None}
+        profile = dataclasses.replace(self, **values)
+        profile.validate()
+        return profile
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` when a parameter is out of range."""
+        if not self.models:
+            raise ValueError("a simulator serves at least one model")
+        if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
+            raise ValueError("max_num_seqs and max_num_batched_tokens must be positive")
+        if self.time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        if self.max_waiting is not None and self.max_waiting < 0:
+            raise ValueError("max_waiting must be >= 0")
+
+
+VLLM_PROFILE = SimulatorProfile(
+    name="vllm",
+    models=(VLLM_MODEL,),
+    # vLLM's defaults for the API server on an H100/H200-class GPU.
+    max_num_seqs=1024,
+    max_num_batched_tokens=8192,
+    step_base_s=2.5e-3,
+    per_seq_s=95e-6,
+    per_prefill_token_s=3.8e-6,
+    # gemma-3-1b keeps ~26 KiB of KV per token; ~100 GiB of an H200 holds about 4M tokens.
+    kv_capacity_tokens=4_000_000,
+)
+
+OLLAMA_PROFILE = SimulatorProfile(
+    name="ollama",
+    models=(OLLAMA_MODEL,),
+    max_num_seqs=4,
+    # Ollama's default num_batch.
+    max_num_batched_tokens=512,
+    # One stream decodes ~80 tok/s; each further slot in the batch adds ~25 % of that.
+    step_base_s=9.5e-3,
+    per_seq_s=3e-3,
+    # ~2,500 prompt tokens/s of prefill.
+    per_prefill_token_s=0.4e-3,
+    kv_capacity_tokens=4 * 4096,
+    max_waiting=512,
+    max_model_len=4096,
+)
+
+INSTANT_PROFILE = SimulatorProfile(
+    name="instant",
+    models=(VLLM_MODEL, OLLAMA_MODEL),
+    max_num_seqs=1 << 20,
+    max_num_batched_tokens=1 << 30,
+    step_base_s=0.0,
+    per_seq_s=0.0,
+    per_prefill_token_s=0.0,
+    kv_capacity_tokens=1 << 40,
+    prefix_caching=False,
+    instant=True,
+)
+
+_PROFILES: dict[str, SimulatorProfile] = {
+    "vllm": VLLM_PROFILE,
+    "ollama": OLLAMA_PROFILE,
+    "instant": INSTANT_PROFILE,
+}
+
+
+def load_profile(name: str, **options: Any) -> SimulatorProfile:
+    """Returns the named profile with ``options`` applied (``None`` values keep the default)."""
+    try:
+        base = _PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {PROFILE_NAMES}") from None
+    return base.with_options(**options)

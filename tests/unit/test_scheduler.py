@@ -1,0 +1,221 @@
+"""The continuous-batching model: its throughput curve, its limits and its asyncio step loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from consumer.local.batch_planner import BatchPlanner, EngineBusyError
+from consumer.local.scheduler import Scheduler
+from consumer.local.sequence import Sequence, SequenceState
+from consumer.local.sim_calibration import closed_loop, make_prompt
+from consumer.local.sim_profile import load_profile
+from consumer.local.tokens import block_hashes
+
+
+def _seq(prompt_tokens: int = 100, output_tokens: int = 10, text: str = "") -> Sequence:
+    hashes = block_hashes(text, 16) if text else ()
+    return Sequence(prompt_tokens, output_tokens, "x" * 4 * output_tokens, block_hashes=hashes)
+
+
+@pytest.fixture(scope="module")
+def vllm_curve() -> dict[int, tuple[float, float]]:
+    """Requests/s and mean latency of the vllm profile at each concurrency (2000 in, 200 out)."""
+    profile = load_profile("vllm")
+    curve = {}
+    for concurrency in (1, 8, 64, 128, 256, 512):
+        point = closed_loop(profile, concurrency, measured_requests=max(2 * concurrency, 40))
+        curve[concurrency] = (point.requests_per_s, point.mean_latency_s)
+    return curve
+
+
+@pytest.mark.timeout(60)
+def test_throughput_rises_with_concurrency(vllm_curve: dict[int, tuple[float, float]]) -> None:
+    rates = [vllm_curve[c][0] for c in sorted(vllm_curve)]
+    assert rates == sorted(rates)
+    assert rates[-1] > 10 * rates[0]
+
+
+@pytest.mark.timeout(60)
+def test_eight_concurrent_get_about_a_third_of_the_plateau(
+    vllm_curve: dict[int, tuple[float, float]],
+) -> None:
+    plateau = vllm_curve[512][0]
+    assert 0.25 <= vllm_curve[8][0] / plateau <= 0.42
+    # GPU.md: 11 req/s at 8 concurrent, ~30-37 req/s from 64 concurrent on.
+    assert 9.0 <= vllm_curve[8][0] <= 13.0
+    assert 30.0 <= plateau <= 40.0
+
+
+@pytest.mark.timeout(60)
+def test_the_curve_plateaus_between_64_and_128(vllm_curve: dict[int, tuple[float, float]]) -> None:
+    plateau = vllm_curve[512][0]
+    assert vllm_curve[64][0] >= 0.75 * plateau
+    assert vllm_curve[128][0] >= 0.85 * plateau
+    assert vllm_curve[512][0] <= 1.12 * vllm_curve[128][0]
+
+
+@pytest.mark.timeout(60)
+def test_more_concurrency_past_the_plateau_adds_latency_not_throughput(
+    vllm_curve: dict[int, tuple[float, float]],
+) -> None:
+    (rate_128, latency_128), (rate_512, latency_512) = vllm_curve[128], vllm_curve[512]
+    assert latency_512 > 3 * latency_128
+    assert rate_512 < 1.15 * rate_128
+
+
+@pytest.mark.timeout(60)
+def test_a_shared_prefix_is_cheaper_through_the_prefix_cache() -> None:
+    profile = load_profile("vllm", max_num_batched_tokens=16384)
+    plain = closed_loop(profile, 128, measured_requests=256)
+    shared = closed_loop(profile, 128, shared_prefix_tokens=600, measured_requests=256)
+    # GPU.md: 36.8 -> 40.1 req/s with a 600-token prefix shared by all prompts.
+    assert 1.04 <= shared.requests_per_s / plain.requests_per_s <= 1.25
+
+
+@pytest.mark.timeout(30)
+def test_steps_respect_the_slot_and_token_budgets() -> None:
+    profile = load_profile("vllm", max_num_seqs=8, max_num_batched_tokens=512)
+    planner = BatchPlanner(profile)
+    for i in range(20):
+        planner.add(_seq(prompt_tokens=300, output_tokens=5, text=make_prompt(i, 300)), 0.0)
+    now, finished = 0.0, 0
+    while (plan := planner.plan(now)) is not None:
+        assert len(plan.work) <= 8
+        assert sum(tokens for _, tokens in plan.work) <= 512
+        assert len(planner.running) <= 8
+        now += plan.duration_s
+        finished += sum(1 for s in planner.complete(plan, now) if s.done)
+    assert finished == 20
+
+
+@pytest.mark.timeout(30)
+def test_a_long_prompt_is_prefilled_in_chunks_while_others_decode() -> None:
+    planner = BatchPlanner(load_profile("vllm", max_num_batched_tokens=1000))
+    short, long = _seq(prompt_tokens=10, output_tokens=50), _seq(prompt_tokens=4500)
+    planner.add(short, 0.0)
+    plan = planner.plan(0.0)
+    assert plan is not None
+    planner.complete(plan, 1.0)
+    planner.add(long, 1.0)
+    chunks = []
+    while long.generated == 0:
+        plan = planner.plan(2.0)
+        assert plan is not None
+        chunks.append({s.seq_id: n for s, n in plan.work}[long.seq_id])
+        planner.complete(plan, 2.0)
+    assert sum(chunks) == 4500
+    assert len(chunks) == 5
+    assert short.generated == 1 + len(chunks)
+
+
+@pytest.mark.timeout(30)
+def test_a_full_kv_cache_preempts_and_everything_still_finishes() -> None:
+    profile = load_profile("vllm", kv_capacity_tokens=1200, prefix_caching=False)
+    planner = BatchPlanner(profile)
+    sequences = [_seq(prompt_tokens=300, output_tokens=200) for _ in range(6)]
+    for seq in sequences:
+        planner.add(seq, 0.0)
+    now = 0.0
+    while (plan := planner.plan(now)) is not None:
+        assert planner.kv_used_tokens <= 1200
+        now += plan.duration_s
+        planner.complete(plan, now)
+    assert planner.preemptions_total > 0
+    assert all(s.state is SequenceState.FINISHED and s.generated == 200 for s in sequences)
+
+
+@pytest.mark.timeout(30)
+def test_the_prefix_cache_serves_a_repeated_prompt() -> None:
+    planner = BatchPlanner(load_profile("vllm"))
+    text = make_prompt(1, 500)
+    first, second = _seq(500, 2, text), _seq(500, 2, text)
+    planner.add(first, 0.0)
+    while (plan := planner.plan(0.0)) is not None:
+        planner.complete(plan, 0.0)
+    planner.add(second, 0.0)
+    plan = planner.plan(0.0)
+    assert plan is not None
+    assert second.cached_tokens == 496  # 31 full blocks of 16; the tail is recomputed
+    assert plan.prefill_tokens == 4
+
+
+@pytest.mark.timeout(30)
+def test_ollama_runs_num_parallel_at_once_and_refuses_past_max_queue() -> None:
+    planner = BatchPlanner(load_profile("ollama", num_parallel=4, max_queue=512))
+    for _ in range(4):
+        planner.add(_seq(), 0.0)
+    plan = planner.plan(0.0)
+    assert plan is not None
+    assert len(planner.running) == 4
+    for _ in range(512):
+        planner.add(_seq(), 0.0)
+    with pytest.raises(EngineBusyError, match="maximum pending requests exceeded"):
+        planner.add(_seq(), 0.0)
+    assert len(planner.running) == 4
+    assert len(planner.waiting) == 512
+
+
+@pytest.mark.timeout(30)
+def test_ollama_slots_serve_one_request_each_at_a_per_token_rate() -> None:
+    profile = load_profile("ollama", num_parallel=2)
+    one = closed_loop(profile, 1, prompt_tokens=200, output_tokens=100, measured_requests=5)
+    many = closed_loop(profile, 8, prompt_tokens=200, output_tokens=100, measured_requests=16)
+    assert 60 <= one.output_tokens_per_s <= 100  # about 80 tok/s for a single stream
+    assert many.requests_per_s < 2.2 * one.requests_per_s  # only two slots
+
+
+@pytest.mark.timeout(30)
+async def test_the_step_loop_runs_in_scaled_time_and_reports_progress() -> None:
+    scheduler = Scheduler(load_profile("vllm", time_scale=100))
+    await scheduler.start()
+    try:
+        seq = _seq(prompt_tokens=200, output_tokens=30)
+        scheduler.submit(seq)
+        counts = [count async for count in scheduler.progress(seq)]
+        assert counts == sorted(counts)
+        assert counts[-1] == 30
+        assert seq.state is SequenceState.FINISHED
+        gauges = scheduler.gauges()
+        assert gauges.generation_tokens_total == 30
+        assert gauges.running == 0
+        assert gauges.finished_total["stop"] == 1
+    finally:
+        await scheduler.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_an_aborted_sequence_leaves_the_batch_at_once() -> None:
+    scheduler = Scheduler(load_profile("vllm", time_scale=100))
+    await scheduler.start()
+    try:
+        seq, other = _seq(output_tokens=100_000), _seq(output_tokens=20)
+        scheduler.submit(seq)
+        scheduler.submit(other)
+        waiter = asyncio.create_task(scheduler.wait(seq))
+        async for count in scheduler.progress(seq):
+            if count >= 3:
+                break
+        assert scheduler.gauges().running == 2
+        assert scheduler.abort(seq)
+        await waiter
+        assert seq.state is SequenceState.ABORTED
+        assert scheduler.gauges().running == 1
+        await scheduler.wait(other)
+        assert other.state is SequenceState.FINISHED
+        assert scheduler.gauges().finished_total["abort"] == 1
+    finally:
+        await scheduler.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_the_instant_profile_finishes_on_submit() -> None:
+    scheduler = Scheduler(load_profile("instant"))
+    await scheduler.start()
+    seq = _seq(prompt_tokens=10, output_tokens=7)
+    scheduler.submit(seq)
+    assert seq.state is SequenceState.FINISHED
+    assert seq.generated == 7
+    assert [c async for c in scheduler.progress(seq)] == [7]
+    await scheduler.stop()
