@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from pydantic import ValidationError
 
 from consumer.backends.base import Backend
 from consumer.backends.ollama import OllamaBackend
 from consumer.backends.openai import OpenAIBackend
 from consumer.errors import ConfigError
+from consumer.gpu_metrics import GpuCollector
 from consumer.http_server import HealthServer
 from consumer.logs import configure_logging
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
-from consumer.router import ModelRouter
+from consumer.router import ModelRouter, Variant
 from consumer.settings import Settings, load_settings
 from consumer.worker import Worker
 
@@ -140,20 +141,22 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-async def wait_for_engine(backend: Backend, model: str) -> None:
-    """Waits for the engine to answer, then checks that it serves the model."""
+async def wait_for_engine(backend: Backend, models: list[str]) -> None:
+    """Waits for the engine to answer, then checks that it serves every routed model."""
     delay = 0.5
     while not await backend.health():
         log.info("waiting for the engine to answer its health check")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
-    await backend.check_model(model)
+    for model in models:
+        await backend.check_model(model)
 
 
 async def serve(settings: Settings) -> int:
     """Runs the worker until SIGTERM/SIGINT; returns the exit code."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.worker_id, settings.gpu or "")
+    registry.register(GpuCollector(settings.worker_id, settings.gpu))
     template = (
         PromptTemplate.load(settings.engine.prompt_template)
         if settings.engine.prompt_template
@@ -161,15 +164,21 @@ async def serve(settings: Settings) -> int:
     )
     async with http_client(settings) as client:
         backend, batches = build_backend(settings, client)
-        router = ModelRouter(backend.name, settings.engine.model, template.version)
+        router = ModelRouter(
+            backend.name,
+            settings.engine.model,
+            template.version,
+            [Variant(v.name, v.model, v.weight) for v in settings.engine.variants],
+        )
         metrics.build_info(_version(), backend.name, settings.engine.model)
-        await wait_for_engine(backend, settings.engine.model)
         worker = Worker(settings, backend, router, template, metrics, batches=batches)
         server = HealthServer(registry, worker.live, worker.ready)
         if settings.metrics.enabled:
+            # Up before the engine: probes and /metrics answer while a model loads (minutes).
             await server.start(settings.metrics.host, settings.metrics.port)
             log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)
         try:
+            await wait_for_engine(backend, router.models)
             await worker.run()
         finally:
             await server.stop()
@@ -192,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(settings.model_dump(mode="json"), indent=2))
             return 0
         configure_logging(settings.log_format, settings.log_level)
+        disable_created_metrics()  # no *_created series: half the series, nothing lost
         return asyncio.run(serve(settings))
     except ValidationError as exc:
         print(f"evalstream-consumer: invalid configuration:\n{exc}", file=sys.stderr)

@@ -97,13 +97,13 @@ class PartitionRegistry:
             How many tasks had to be cancelled.
         """
         chosen = list(self._states) if keys is None else [k for k in keys if k in self._states]
-        tasks = {t for k in chosen for t in self._states[k].tasks}
-        if tasks:
-            _done, pending = await asyncio.wait(
-                tasks, timeout=max(0.0, deadline - time.monotonic())
-            )
-        else:
-            pending = set()
+        while True:
+            # Re-read each round: a finished evaluation spawns the delivery of its result.
+            pending = {t for k in chosen for t in self._states[k].tasks if not t.done()}
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                break
+            await asyncio.wait(pending, timeout=remaining)
         # A micro-batch task that also serves partitions we keep runs on; its results
         # for the revoked ones are dropped when they arrive (their keys are gone).
         revoked = set(chosen)

@@ -125,12 +125,10 @@ class RequestSource:
                 self._drain_commands()
                 self._apply_backpressure()
                 self.last_poll_monotonic = time.monotonic()
-                demand = self._demand()
-                if self._paused or demand <= 0:
-                    self._consumer.poll(_POLL_TIMEOUT_S)  # serves the group; returns nothing
-                    continue
-                messages = self._consumer.consume(min(demand, _MAX_CONSUME), _POLL_TIMEOUT_S)
-                self._deliver(messages)
+                # While paused this still serves the group and returns nothing; anything it
+                # does return is delivered, never dropped (a skipped offset would be lost).
+                wanted = min(max(self._demand(), 1), _MAX_CONSUME)
+                self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
             self._drain_commands()
         except Exception:
             log.exception("request source thread failed")
@@ -202,7 +200,8 @@ class RequestSource:
             keys.append(key)
         self._listener.on_assigned(keys)
         if self._paused:
-            # Stay consistent: new partitions join the paused set until demand returns.
+            # New partitions join the paused set until demand returns. (Resuming right
+            # after assigning is avoided: it can race the fetch start in librdkafka.)
             consumer.incremental_assign(partitions)
             consumer.pause(partitions)
         log.info("assigned %s", [f"{k.topic}[{k.partition}]" for k in keys])
@@ -220,6 +219,10 @@ class RequestSource:
             if (tp.topic, tp.partition) in self._epochs
         ]
         offsets = self._listener.on_revoked(keys, lost=lost)
+        if partitions:
+            # librdkafka keeps a partition's pause flag across revoke and re-assignment;
+            # a partition paused now would never fetch again if it came back to us.
+            self._consumer.resume(partitions)
         if not lost:
             self._commit(offsets, asynchronous=False)
         for key in keys:

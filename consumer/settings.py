@@ -65,6 +65,14 @@ class KafkaSettings(_Section):
         return config
 
 
+class VariantSettings(_Section):
+    """One arm of an A/B split: requests naming no model go to ``model`` with ``weight``."""
+
+    name: str
+    model: str
+    weight: float = Field(gt=0)
+
+
 class EngineSettings(_Section):
     """The inference engine this worker drives (one engine per GPU)."""
 
@@ -87,6 +95,11 @@ class EngineSettings(_Section):
         default_factory=dict,
         description="Engine-specific request fields merged into every call "
         '(vLLM: {"ignore_eos": true, "min_tokens": 150}).',
+    )
+    variants: list[VariantSettings] = Field(
+        default_factory=list,
+        description='A/B split, e.g. [{"name": "a", "model": "m1", "weight": 0.9}, '
+        '{"name": "b", "model": "m2", "weight": 0.1}]; empty: everything to `model`.',
     )
     prompt_template: Path | None = Field(
         default=None, description="A TOML prompt template replacing the built-in one."

@@ -162,7 +162,11 @@ class Worker:
         log.info("stopped")
 
     async def _tick(self) -> None:
+        ticks = 0
         while True:
+            ticks += 1
+            if ticks % 20 == 0:  # every 10 s: one line an operator can follow a run by
+                self._log_status()
             self.last_tick = time.monotonic()
             self._metrics.buffered.set(len(self._batcher))
             self._metrics.in_flight.set(self.window.in_flight)
@@ -171,6 +175,18 @@ class Worker:
                 self._source.assigned_count() if self._source.paused else 0
             )
             await asyncio.sleep(0.5)
+
+    def _log_status(self) -> None:
+        assert self._source is not None
+        log.info(
+            "status: %d partitions%s, %d buffered, %d/%d in flight, %d incomplete",
+            len(self._partitions),
+            " (paused)" if self._source.paused else "",
+            len(self._batcher),
+            self.window.in_flight,
+            self.window.limit,
+            self._partitions.incomplete(),
+        )
 
     async def _commit_loop(self) -> None:
         assert self._source is not None
@@ -182,6 +198,8 @@ class Worker:
 
     def live(self) -> tuple[bool, str]:
         """Liveness: the event loop and the consumer thread both ticked recently."""
+        if self._source is None:
+            return True, "starting: waiting for the engine"
         now = time.monotonic()
         loop_ok = now - self.last_tick < 10
         source_ok = self._source is not None and now - self._source.last_poll_monotonic < 30

@@ -21,14 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     kafka.add_argument("--data-dir", type=Path, help="keep data here (survives restarts)")
     kafka.add_argument("--port", type=int, help="listener port (default: a free one)")
 
-    engine = sub.add_parser("engine", help="run the engine simulator in the foreground")
-    engine.add_argument("--profile", default="vllm", help="vllm, ollama or instant")
-    engine.add_argument("--port", type=int, help="port (default: a free one)")
-    engine.add_argument("--host", default="127.0.0.1")
-    engine.add_argument(
-        "--time-scale", type=float, default=1.0, help="simulated time runs this much faster"
-    )
-    engine.add_argument("--model", action="append", help="served model name (repeatable)")
+    # The simulator and the compose generator own their options (see `... --help`).
+    sub.add_parser("engine", help="run the engine simulator in the foreground", add_help=False)
+    sub.add_parser("compose", help="docker compose override for N GPUs (--gpus N)", add_help=False)
 
     demo = sub.add_parser("demo", help="run the whole pipeline locally and print a summary")
     demo.add_argument("--count", type=int, default=2000, help="synthetic requests to evaluate")
@@ -45,17 +40,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["engine"]:
+        from consumer.local.engine import main as engine_main
+
+        return engine_main(argv[1:])
+    if argv[:1] == ["compose"]:
+        from consumer.local.compose import main as compose_main
+
+        return compose_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "kafka":
         from consumer.local.kafka import serve as serve_kafka
 
         return serve_kafka(args.data_dir, args.port)
-    if args.command == "engine":
-        from consumer.local.engine import serve as serve_engine
-
-        return serve_engine(
-            args.profile, args.port, args.host, time_scale=args.time_scale, models=args.model
-        )
     from consumer.local.demo import run_demo
 
     return run_demo(args)

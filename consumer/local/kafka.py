@@ -326,7 +326,8 @@ class LocalKafka:
         return [self._java, *JVM_OPTIONS, logging, "-cp", f"{libs}/*", main, *args]
 
     def _format(self, libs: Path, config: Path, deadline: float) -> None:
-        arguments = ("format", "-t", _new_cluster_id(), "-c", str(config))
+        # "=": a random id may begin with "-", which a separate argument would turn into a flag.
+        arguments = ("format", f"--cluster-id={_new_cluster_id()}", "-c", str(config))
         command = self._java_command(libs, "kafka.tools.StorageTool", *arguments)
         remaining = max(1.0, deadline - time.monotonic())
         try:

@@ -32,6 +32,7 @@ def engine_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
         started.append(process)
         return process.start("url", timeout=60)
 
+    start.started = started  # type: ignore[attr-defined]  # tests may stop one
     yield start
     for process in started:
         process.stop()

