@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from pydantic import ValidationError
 
@@ -128,12 +129,17 @@ def build_backend(settings: Settings, client: httpx.AsyncClient) -> tuple[Backen
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    """One pooled client for every engine call; the pool fits the largest window."""
+    """One pooled client for every engine call; the pool fits the largest window.
+
+    The httpx API over aiohttp's connection pool (httpx-aiohttp, as the OpenAI SDK offers):
+    at 128 concurrent requests httpx's own pool spent ~6.4 ms of CPU per call on this
+    project's CPU benchmark machine, aiohttp's 0.66 ms, and the worker is CPU-bound first.
+    """
     headers = {}
     if settings.engine.api_key is not None:
         headers["Authorization"] = f"Bearer {settings.engine.api_key.get_secret_value()}"
     size = settings.window.max + 16
-    return httpx.AsyncClient(
+    return HttpxAiohttpClient(
         base_url=settings.engine.url,
         headers=headers,
         timeout=httpx.Timeout(settings.engine.timeout_s, connect=10.0),
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(settings.model_dump(mode="json"), indent=2))
             return 0
         configure_logging(settings.log_format, settings.log_level)
-        disable_created_metrics()  # no *_created series: half the series, nothing lost
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         return asyncio.run(serve(settings))
     except ValidationError as exc:
         print(f"evalstream-consumer: invalid configuration:\n{exc}", file=sys.stderr)

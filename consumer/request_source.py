@@ -57,7 +57,8 @@ class RequestSource:
         listener: receives messages and rebalance events.
         demand: called each loop with no argument; returns how many more messages the
             worker can take (0 or less pauses the partitions).
-        resume_at: demand at which paused partitions resume (hysteresis).
+        resume_at: called with no argument; the demand at which paused partitions resume
+            (hysteresis: each pause drops librdkafka's prefetched data, so not too often).
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class RequestSource:
         topic: str,
         listener: SourceListener,
         demand: Callable[[], int],
-        resume_at: int,
+        resume_at: Callable[[], int],
     ) -> None:
         self._consumer = Consumer(
             {
@@ -80,7 +81,7 @@ class RequestSource:
         self._topic = topic
         self._listener = listener
         self._demand = demand
-        self._resume_at = max(1, resume_at)
+        self._resume_at = resume_at
         self._epochs: dict[tuple[str, int], int] = {}
         self._next_epoch = 1
         self._paused = False
@@ -150,7 +151,7 @@ class RequestSource:
         if not self._paused and demand <= 0 and assignment:
             self._consumer.pause(assignment)
             self._paused = True
-        elif self._paused and demand >= self._resume_at:
+        elif self._paused and demand >= max(1, self._resume_at()):
             self._consumer.resume(assignment)
             self._paused = False
 

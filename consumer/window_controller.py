@@ -19,7 +19,8 @@ from consumer.window_policy import WindowPolicy, WindowSample
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.1
-_MAX_SAMPLE_INTERVALS = 15  # give up waiting for a full turnover after this many intervals
+_MAX_SAMPLE_INTERVALS = 15
+_TURNOVERS = 3  # give up waiting for a full turnover after this many intervals
 
 
 class WindowController:
@@ -92,7 +93,10 @@ class WindowController:
             if self._window.limit != limit:
                 return None  # someone else moved it (the circuit); start over
             done = self._completed - completed0
-            if now - started >= self._interval_s and (done >= limit or now >= deadline):
+            # Engines complete requests in bursts; a sample must span several turnovers of
+            # the window or its noise (±15% at one turnover on an H200) hides the trend.
+            turnovers = done / max(1, limit)
+            if now - started >= self._interval_s and (turnovers >= _TURNOVERS or now >= deadline):
                 break
         overloaded = self._overloads > overloads0 or await self._engine_queue_full(limit)
         return WindowSample(

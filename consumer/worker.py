@@ -97,6 +97,10 @@ class Worker:
         self._draining = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Messages handed over by the consumer thread and not yet accepted by the loop;
+        # two counters, each written by one thread only, so no lock is needed.
+        self._handed_over = 0
+        self._accepted = 0
         self.last_tick = time.monotonic()
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -122,7 +126,7 @@ class Worker:
             kafka.requests_topic,
             self,
             self.demand,
-            resume_at=max(1, self.window.limit // 2),
+            resume_at=lambda: self.window.limit,
         )
         self._source.start()
         self._spawn(
@@ -228,12 +232,14 @@ class Worker:
         if self._draining or not self.window.is_open:
             return 0
         high_water = 2 * self.window.limit + self.settings.window.max_batch
-        return high_water - len(self._batcher) - self.window.in_flight
+        in_transit = self._handed_over - self._accepted
+        return high_water - in_transit - len(self._batcher) - self.window.in_flight
 
     # ----- SourceListener (called from the consumer thread) ----------------------------
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         assert self._loop is not None
+        self._handed_over += len(messages)
         self._loop.call_soon_threadsafe(self._accept, messages, keys)
 
     def on_assigned(self, partitions: list[PartitionKey]) -> None:
@@ -266,6 +272,7 @@ class Worker:
 
     def _accept(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         max_bytes = self.settings.kafka.max_request_bytes
+        self._accepted += len(messages)
         for message, key in zip(messages, keys, strict=True):
             state = self._partitions.get(key)
             if state is None:

