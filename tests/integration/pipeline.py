@@ -113,7 +113,7 @@ def produce(
     )
     count = 0
     for key, value, headers in messages:
-        producer.produce(topic, key=key, value=value, headers=headers)
+        producer.produce(topic, key=key, value=value, headers=list(headers or []))
         count += 1
         producer.poll(0)
     assert producer.flush(30) == 0
@@ -142,9 +142,10 @@ def read_topic(
         while time.monotonic() < deadline and not until(messages):
             for message in consumer.consume(500, 0.5):
                 if message.error() is None:
+                    raw = message.headers() or []
                     headers = [
                         (k, v if isinstance(v, bytes) else b"")
-                        for k, v in (message.headers() or [])
+                        for k, v in (raw.items() if isinstance(raw, dict) else raw)
                     ]
                     messages.append((message.key(), message.value(), headers))
     finally:

@@ -1,4 +1,7 @@
-"""Delivery guarantees under crashes, engine outages and rebalances (real broker, real processes)."""
+"""Delivery guarantees under crashes, engine outages and rebalances.
+
+Real broker, real worker processes, the engine simulator as the engine.
+"""
 
 from __future__ import annotations
 
@@ -136,14 +139,23 @@ def test_workers_joining_and_leaving_lose_nothing(
     results = [json.loads(v) for v in values]
     ids = [r["id"] for r in results]
     assert set(ids) == {f"req-{i:06d}" for i in range(total)}
-    by_source = collections.Counter((r["source"]["partition"], r["source"]["offset"]) for r in results)
+    by_source = collections.Counter(
+        (r["source"]["partition"], r["source"]["offset"]) for r in results
+    )
     duplicated = {
-        k: sorted(r["worker_id"] for r in results if (r["source"]["partition"], r["source"]["offset"]) == k)
+        k: sorted(
+            r["worker_id"]
+            for r in results
+            if (r["source"]["partition"], r["source"]["offset"]) == k
+        )
         for k, n in by_source.items()
         if n > 1
     }
     workers = collections.Counter(r["worker_id"] for r in results)
-    print(f"\njoin/leave over {total} requests: per worker {dict(workers)}, duplicates {len(duplicated)}")
+    print(
+        f"\njoin/leave over {total} requests: per worker {dict(workers)}, "
+        f"duplicates {len(duplicated)}"
+    )
     # Graceful hand-over drains and commits before a partition moves: nothing is done twice.
     assert duplicated == {}
     assert set(workers) == {"steady", "second", "third"}

@@ -62,7 +62,7 @@ def test_valid_requests_get_results_and_malformed_ones_are_dead_lettered(
         for key, value in bad:
             yield key, value, header
 
-    sent_bad = {key: value for key, value in malformed(20)}
+    sent_bad = dict(malformed(20))
     produce(bootstrap, topics.requests, messages())
     pipeline.worker(env={"EVALSTREAM_KAFKA__MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)})
 

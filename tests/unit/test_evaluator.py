@@ -75,7 +75,7 @@ def evaluator(
         metrics,
         EngineSettings(model="m", api=api),
         "w",
-        batches=api == "completions",  # type: ignore[arg-type]
+        batches=api == "completions",
     )
 
 
@@ -151,7 +151,10 @@ async def test_server_errors_are_retried_then_succeed() -> None:
 
 async def test_context_length_is_dead_lettered_with_reason() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        message = "This model's maximum context length is 2048 tokens. However, you requested 9000 tokens."
+        message = (
+            "This model's maximum context length is 2048 tokens. "
+            "However, you requested 9000 tokens."
+        )
         return httpx.Response(
             400, json={"error": {"message": message, "type": "BadRequestError", "code": 400}}
         )
