@@ -186,6 +186,8 @@ async def serve(settings: Settings) -> int:
         try:
             await wait_for_engine(backend, router.models)
             await worker.run()
+            if worker.failed:
+                return 1
         finally:
             await server.stop()
     return 0

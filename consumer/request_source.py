@@ -99,6 +99,10 @@ class RequestSource:
         """How many partitions this worker owns now."""
         return len(self._epochs)
 
+    def group_metadata(self) -> object:
+        """The group's metadata for transactional offset commits (thread-safe in librdkafka)."""
+        return self._consumer.consumer_group_metadata()
+
     def start(self) -> None:
         """Subscribes and starts the polling thread."""
         self._consumer.subscribe(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
@@ -35,6 +35,7 @@ from consumer.request_source import PartitionKey, RequestSource
 from consumer.result_sink import ResultSink
 from consumer.router import ModelRouter
 from consumer.settings import Settings
+from consumer.transactions import TransactionalCommitter
 from consumer.window_controller import WindowController
 from consumer.window_policy import AdaptiveWindowPolicy, FixedWindowPolicy, WindowPolicy
 
@@ -93,6 +94,7 @@ class Worker:
         self._partitions = PartitionRegistry()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: ResultSink | None = None
+        self._txn: TransactionalCommitter | None = None
         self._source: RequestSource | None = None
         self._draining = False
         self._stop = asyncio.Event()
@@ -102,6 +104,7 @@ class Worker:
         self._handed_over = 0
         self._accepted = 0
         self.last_tick = time.monotonic()
+        self.failed = False  # a fatal error ended the run (exit code 1)
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -115,9 +118,11 @@ class Worker:
         kafka = self.settings.kafka
         common = kafka.client_config()
         self._sink = ResultSink(common, self._loop)
+        exactly_once = kafka.processing_guarantee == "exactly_once"
         self._source = RequestSource(
             {
                 **common,
+                "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
                 "group.id": kafka.group_id,
                 "client.id": self.settings.worker_id,
                 "statistics.interval.ms": 5000,
@@ -128,6 +133,13 @@ class Worker:
             self.demand,
             resume_at=lambda: self.window.limit,
         )
+        if exactly_once:
+            self._txn = TransactionalCommitter(
+                common,
+                f"{kafka.group_id}-{self.settings.worker_id}",
+                self._source.group_metadata,
+                lambda o: kafka.results_topic if o.destination == "result" else kafka.dlq_topic,
+            )
         self._source.start()
         self._spawn(
             self._batcher.run(),
@@ -161,6 +173,10 @@ class Worker:
         assert self._source is not None
         assert self._sink is not None
         final = self._partitions.committable()  # 4. commit what is acknowledged
+        if self._txn is not None:
+            if not self.failed:  # exactly once: results and offsets in one transaction
+                await self._txn.commit(final)
+            final = {}
         await asyncio.to_thread(self._source.stop, lambda: final)  # 5. leave the group
         await asyncio.to_thread(self._sink.close)  # 6. flush
         log.info("stopped")
@@ -196,7 +212,18 @@ class Worker:
         assert self._source is not None
         while True:
             await asyncio.sleep(self.settings.kafka.commit_interval_s)
-            self._source.commit(self._partitions.take_commits())
+            if self._txn is None:
+                self._source.commit(self._partitions.take_commits())
+                continue
+            try:
+                await self._txn.commit(self._partitions.committable())
+            except KafkaException:
+                # Fenced or fatal: this process may not commit again. Stop; a restart
+                # resumes from the last committed transaction.
+                log.exception("transactional commit failed fatally; stopping")
+                self.failed = True
+                self.request_stop()
+                return
 
     # ----- probes ----------------------------------------------------------------------
 
@@ -263,6 +290,11 @@ class Worker:
                 keys, time.monotonic() + self.settings.rebalance_deadline_s
             )
         offsets = {} if lost else self._partitions.committable(keys)
+        if self._txn is not None:
+            if offsets and not self.failed:
+                await self._txn.commit(offsets)
+            self._txn.drop(set(keys))
+            offsets = {}  # committed inside the transaction
         self._partitions.release(keys)
         self._metrics.rebalance("lost" if lost else "revoked", len(keys))
         self._metrics.assigned_partitions.set(len(self._partitions))
@@ -341,14 +373,22 @@ class Worker:
     async def _deliver(self, outcome: Outcome) -> None:
         assert self._sink is not None
         job, kafka = outcome.job, self.settings.kafka
-        if outcome.destination == "result":
+        if self._txn is not None:
+            # Exactly once: produced later, in the transaction that commits its offset.
+            self._txn.hold(outcome)
+        elif outcome.destination == "result":
             await self._sink.send(kafka.results_topic, job.key, outcome.value, None)
-            route = job.route
-            self._metrics.result(
-                outcome.status, route.model if route else "", route.variant if route else None
-            )
         else:
             await self._sink.send(kafka.dlq_topic, job.key, outcome.value, outcome.headers)
+        self._count(outcome)
+        self._partitions.complete(job.source, job.offset)
+
+    def _count(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if outcome.destination == "result":
+            route = job.route
+            model, variant = (route.model, route.variant) if route else ("", None)
+            self._metrics.result(outcome.status, model, variant)
+        else:
             self._metrics.dead_letter(outcome.status)
         self._metrics.end_to_end.observe(max(0.0, time.time() - job.timestamp_s))
-        self._partitions.complete(job.source, job.offset)

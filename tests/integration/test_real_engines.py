@@ -142,11 +142,13 @@ def check_and_count(
             assert result.error.reason == "invalid_output", result.error
             assert result.error.message.strip(), result.id
             split["invalid_output"] += 1
+            split["cut_at_max_tokens"] += int("max_tokens" in result.error.message)
     repaired = sum(1 for r in results if r.status == "ok" and r.attempts >= 2)
     tokens = sum(r.usage.completion_tokens for r in results)
     print(
         f"\n{backend} / {SERVED_MODEL}: {split['ok']} ok ({repaired} after a repair), "
-        f"{split['invalid_output']} invalid_output of {len(results)}; "
+        f"{split['invalid_output']} invalid_output ({split['cut_at_max_tokens']} cut at "
+        f"max_tokens) of {len(results)}; "
         f"{tokens} completion tokens"
     )
     record_property(f"{backend}_ok", split["ok"])

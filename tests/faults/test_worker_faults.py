@@ -1,0 +1,132 @@
+"""Worker faults: kill -9 at random moments, and a storm of workers joining and leaving."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.faults.outcomes import (
+    PARTITIONS,
+    TIME_SCALE,
+    WORKER_ARGS,
+    Accounting,
+    OutcomeWatcher,
+    assert_all_committed,
+    publish,
+    report,
+)
+from tests.integration.pipeline import Pipeline, Worker, committed
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+
+SEED = 20261128
+# The group notices a dead member after its session timeout; 10 s instead of librdkafka's 45 s
+# keeps five crashes within minutes (the recovery time scales with it).
+SESSION = {"EVALSTREAM_KAFKA__CLIENT": json.dumps({"session.timeout.ms": "10000"})}
+
+
+@pytest.mark.timeout(600)
+def test_worker_kill_9_five_times_loses_nothing(
+    engine_factory: Callable[..., str], fault_pipeline: Callable[..., Pipeline]
+) -> None:
+    total, kills = 3000, 5
+    pipeline = fault_pipeline(engine_factory("vllm", "--time-scale", TIME_SCALE), PARTITIONS)
+    topics = pipeline.topics
+    publish(pipeline, total)
+    # One kill at a random point of each fifth of the run, so every kill hits a running worker.
+    rng = random.Random(SEED)
+    span = (total - 600) // kills
+    thresholds = [300 + k * span + rng.randrange(span) for k in range(kills)]
+    watcher = OutcomeWatcher(pipeline.bootstrap, topics.results, topics.dlq)
+    killed_at: list[float] = []
+    windows: list[dict[int, int]] = []
+    try:
+        worker = pipeline.worker(*WORKER_ARGS, env=SESSION)
+        for threshold in thresholds:
+            assert watcher.wait_distinct(threshold, 180), f"stalled before {threshold}"
+            # Read before the kill: a commit in between only shrinks the real window.
+            windows.append(committed(pipeline.bootstrap, topics.group, topics.requests, PARTITIONS))
+            worker.kill()  # SIGKILL: no drain, no commit, no leave
+            killed_at.append(time.time())
+            worker = pipeline.worker(*WORKER_ARGS, env=SESSION)
+        assert watcher.wait_distinct(total, 240), f"{watcher.distinct()} of {total} finished"
+        assert_all_committed(pipeline, PARTITIONS)
+    finally:
+        watcher.close()
+    accounting = Accounting.of(watcher.outcomes(), total)
+    assert accounting.dead_letters == {}
+    # A request may be done again only once per kill whose uncommitted window held it.
+    for (partition, offset), copies in accounting.copies_by_source().items():
+        exposed = sum(offset >= max(0, window[partition]) for window in windows)
+        assert copies <= 1 + exposed, f"[{partition}]@{offset} done {copies} times"
+    recoveries = [accounting.recovery_s(t) for t in killed_at]
+    report(
+        "worker_kill_9_x5",
+        total,
+        accounting.duplicates,
+        max(recoveries),
+        seed=SEED,
+        thresholds=thresholds,
+        recoveries_s=recoveries,
+    )
+
+
+# join: one more worker; leave: SIGTERM to the oldest extra one, without waiting for it to exit.
+STORM = ("join", "join", "leave", "join", "leave", "join", "leave", "leave", "join", "leave")
+STORM_INTERVAL_S = 2.5
+# A small window per worker stretches the run over the whole storm.
+STORM_ARGS = ("--window-policy", "fixed", "--window", "8")
+
+
+@pytest.mark.timeout(420)
+def test_rebalance_storm_loses_nothing_and_repeats_nothing(
+    engine_factory: Callable[..., str], fault_pipeline: Callable[..., Pipeline]
+) -> None:
+    total = 3000
+    pipeline = fault_pipeline(engine_factory("vllm", "--time-scale", "10"), PARTITIONS)
+    topics = pipeline.topics
+    publish(pipeline, total)
+    watcher = OutcomeWatcher(pipeline.bootstrap, topics.results, topics.dlq)
+    extras: list[Worker] = []
+    leaving: list[Worker] = []
+    try:
+        pipeline.worker(*STORM_ARGS, name="steady")
+        assert watcher.wait_distinct(300, 120)
+        started = time.time()
+        for change in STORM:
+            if change == "join":
+                extras.append(pipeline.worker(*STORM_ARGS))
+            else:
+                leaver = extras.pop(0)
+                leaver.signal(signal.SIGTERM)  # drains, commits and leaves while others join
+                leaving.append(leaver)
+            time.sleep(STORM_INTERVAL_S)  # the storm's cadence: one membership change per period
+            print(f"{change}: {watcher.distinct()} done")
+        ended = time.time()
+        assert watcher.distinct() < total, "the run ended before the storm did"
+        assert watcher.wait_distinct(total, 240), f"{watcher.distinct()} of {total} finished"
+        assert_all_committed(pipeline, PARTITIONS)
+        exit_codes = [w.wait(60) for w in leaving]
+    finally:
+        watcher.close()
+    assert exit_codes == [0] * len(leaving), "a worker did not shut down cleanly"
+    accounting = Accounting.of(watcher.outcomes(), total)
+    assert accounting.dead_letters == {}
+    # Every hand-over was graceful (revoke drains and commits first): nothing is done twice.
+    assert accounting.duplicates == 0, sorted(
+        source for source, copies in accounting.copies_by_source().items() if copies > 1
+    )[:10]
+    report(
+        "rebalance_storm",
+        total,
+        accounting.duplicates,
+        accounting.longest_stall_s(started, ended),
+        changes=len(STORM),
+        interval_s=STORM_INTERVAL_S,
+        workers=len(pipeline.workers),
+    )
