@@ -45,6 +45,14 @@ class Outcome:
 OutcomeHandler = Callable[[Outcome], None]
 
 
+def dead_letter(
+    job: Job, error: EvalstreamError, worker_id: str, reason: str | None = None
+) -> Outcome:
+    """The dead-letter outcome of ``job``: its original bytes, and headers saying why."""
+    headers = dead_letter_headers(job, error, worker_id, reason)
+    return Outcome(job, "dead_letter", job.value or b"", headers, reason or error.reason)
+
+
 class Evaluator:
     """Turns jobs into outcomes.
 
@@ -222,8 +230,7 @@ class Evaluator:
         ):
             # Batch tooling expects one output line per custom_id, errors included.
             return self._finish(job, None, error)
-        headers = dead_letter_headers(job, error, self._worker_id, reason)
-        return Outcome(job, "dead_letter", job.value or b"", headers, reason)
+        return dead_letter(job, error, self._worker_id, reason)
 
 
 def _evaluation_error(text: str) -> str | None:

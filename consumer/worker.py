@@ -23,14 +23,14 @@ from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.batcher import MicroBatcher
 from consumer.engine_monitor import EngineMonitor
-from consumer.errors import DecodeError, EvalstreamError, RoutingError
-from consumer.evaluator import Evaluator, Outcome
+from consumer.errors import EvalstreamError, RoutingError
+from consumer.evaluator import Evaluator, Outcome, dead_letter
 from consumer.jobs import Job, decode_job, job_from_message
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionRegistry
 from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate
-from consumer.records import dead_letter_headers
+from consumer.publisher import OutcomePublisher
 from consumer.request_source import PartitionKey, RequestSource
 from consumer.result_sink import ResultSink
 from consumer.router import ModelRouter
@@ -92,6 +92,7 @@ class Worker:
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
         self._batcher = MicroBatcher(self.window, self._dispatch, w.linger_ms / 1000, w.max_batch)
         self._partitions = PartitionRegistry()
+        self._publisher = OutcomePublisher(settings.kafka, self._partitions, metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: ResultSink | None = None
         self._txn: TransactionalCommitter | None = None
@@ -118,6 +119,7 @@ class Worker:
         kafka = self.settings.kafka
         common = kafka.client_config()
         self._sink = ResultSink(common, self._loop)
+        self._publisher.sink = self._sink
         exactly_once = kafka.processing_guarantee == "exactly_once"
         self._source = RequestSource(
             {
@@ -140,6 +142,7 @@ class Worker:
                 self._source.group_metadata,
                 lambda o: kafka.results_topic if o.destination == "result" else kafka.dlq_topic,
             )
+            self._publisher.txn = self._txn
         self._source.start()
         self._spawn(
             self._batcher.run(),
@@ -322,23 +325,7 @@ class Worker:
             if error is None:
                 self._batcher.add(job)
             else:
-                self._emit(self._dead_letter(job, error))
-
-    def _dead_letter(self, job: Job, error: EvalstreamError) -> Outcome:
-        level = logging.WARNING if isinstance(error, DecodeError | RoutingError) else logging.ERROR
-        log.log(
-            level,
-            "dead letter: %s",
-            error.message,
-            extra={
-                "request_id": job.request_id,
-                "partition": job.source.partition,
-                "offset": job.offset,
-                "reason": error.reason,
-            },
-        )
-        headers = dead_letter_headers(job, error, self.settings.worker_id)
-        return Outcome(job, "dead_letter", job.value or b"", headers, error.reason)
+                self._publisher.emit(dead_letter(job, error, self.settings.worker_id))
 
     def _dispatch(self, jobs: list[Job]) -> None:
         self._metrics.batch_size.observe(len(jobs))
@@ -361,34 +348,4 @@ class Worker:
         outcome.job.reported = True
         self.window.release()
         self.controller.completed()
-        self._emit(outcome)
-
-    def _emit(self, outcome: Outcome) -> None:
-        job = outcome.job
-        if job.source not in self._partitions:
-            return  # a revoked epoch: never produce its result
-        task = asyncio.create_task(self._deliver(outcome))
-        self._partitions.attach((job.source,), task)
-
-    async def _deliver(self, outcome: Outcome) -> None:
-        assert self._sink is not None
-        job, kafka = outcome.job, self.settings.kafka
-        if self._txn is not None:
-            # Exactly once: produced later, in the transaction that commits its offset.
-            self._txn.hold(outcome)
-        elif outcome.destination == "result":
-            await self._sink.send(kafka.results_topic, job.key, outcome.value, None)
-        else:
-            await self._sink.send(kafka.dlq_topic, job.key, outcome.value, outcome.headers)
-        self._count(outcome)
-        self._partitions.complete(job.source, job.offset)
-
-    def _count(self, outcome: Outcome) -> None:
-        job = outcome.job
-        if outcome.destination == "result":
-            route = job.route
-            model, variant = (route.model, route.variant) if route else ("", None)
-            self._metrics.result(outcome.status, model, variant)
-        else:
-            self._metrics.dead_letter(outcome.status)
-        self._metrics.end_to_end.observe(max(0.0, time.time() - job.timestamp_s))
+        self._publisher.emit(outcome)

@@ -1,0 +1,93 @@
+"""Publishes final outcomes: results to the results topic, dead letters to theirs.
+
+An outcome's offset completes only once the broker acknowledged it (at-least-once), or
+once it is held for the transaction that will commit it with its offset (exactly-once).
+The outcome of a job whose partition was revoked is never published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from consumer.errors import DecodeError, RoutingError
+from consumer.evaluator import Outcome
+from consumer.jobs import Job
+from consumer.metrics import Metrics
+from consumer.partitions import PartitionRegistry
+from consumer.result_sink import ResultSink
+from consumer.settings import KafkaSettings
+from consumer.transactions import TransactionalCommitter
+
+log = logging.getLogger(__name__)
+
+
+class OutcomePublisher:
+    """Sends outcomes and completes their offsets.
+
+    Args:
+        kafka: topic names.
+        partitions: the owned partitions (outcomes of others are dropped).
+        metrics: the metrics catalogue.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, partitions: PartitionRegistry, metrics: Metrics
+    ) -> None:
+        self._kafka = kafka
+        self._partitions = partitions
+        self._metrics = metrics
+        self.sink: ResultSink | None = None
+        self.txn: TransactionalCommitter | None = None
+
+    def emit(self, outcome: Outcome) -> None:
+        """Starts publishing ``outcome`` unless its partition is no longer ours."""
+        job = outcome.job
+        if job.source not in self._partitions:
+            return  # a revoked epoch: never produce its result
+        if outcome.destination == "dead_letter":
+            _log_dead_letter(job, outcome)
+        task = asyncio.create_task(self._deliver(outcome))
+        self._partitions.attach((job.source,), task)
+
+    async def _deliver(self, outcome: Outcome) -> None:
+        assert self.sink is not None
+        job, kafka = outcome.job, self._kafka
+        if self.txn is not None:
+            # Exactly once: produced later, in the transaction that commits its offset.
+            self.txn.hold(outcome)
+        elif outcome.destination == "result":
+            await self.sink.send(kafka.results_topic, job.key, outcome.value, None)
+        else:
+            await self.sink.send(kafka.dlq_topic, job.key, outcome.value, outcome.headers)
+        self._count(outcome)
+        self._partitions.complete(job.source, job.offset)
+
+    def _count(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if outcome.destination == "result":
+            route = job.route
+            model, variant = (route.model, route.variant) if route else ("", None)
+            self._metrics.result(outcome.status, model, variant)
+        else:
+            self._metrics.dead_letter(outcome.status)
+        self._metrics.end_to_end.observe(max(0.0, time.time() - job.timestamp_s))
+
+
+def _log_dead_letter(job: Job, outcome: Outcome) -> None:
+    headers = dict(outcome.headers or [])
+    message = headers.get("evalstream.error.message", b"").decode("utf-8", "replace")
+    error_class = headers.get("evalstream.error.class", b"").decode()
+    expected = error_class in {DecodeError.__name__, RoutingError.__name__}
+    log.log(
+        logging.WARNING if expected else logging.ERROR,
+        "dead letter: %s",
+        message,
+        extra={
+            "request_id": job.request_id,
+            "partition": job.source.partition,
+            "offset": job.offset,
+            "reason": outcome.status,
+        },
+    )
