@@ -29,7 +29,9 @@ def test_ab_split_lands_within_three_percent_and_is_recorded(
         for i in range(total, total + 20)
     ]
     unknown = json.dumps({**json.loads(request_json(9999)), "model": "no-such-model"}).encode()
-    messages = [(f"req-{i:06d}".encode(), request_json(i), None) for i in range(total)]
+    messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = [
+        (f"req-{i:06d}".encode(), request_json(i), None) for i in range(total)
+    ]
     messages += [(None, value, None) for value in explicit] + [(b"unknown", unknown, None)]
     produce(pipeline.bootstrap, pipeline.topics.requests, iter(messages))
     worker = pipeline.worker(
