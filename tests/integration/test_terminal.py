@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from tests.integration.pipeline import Pipeline, produce, request_json
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-def spawn(*args: str) -> pexpect.spawn:
+def spawn(*args: str) -> pexpect.spawn[str]:
     return pexpect.spawn(
         sys.executable, ["-m", "producer", *args], encoding="utf-8", timeout=60,
         dimensions=(40, 120), env={"TERM": "xterm-256color", "COLUMNS": "120"},
@@ -50,7 +51,9 @@ def test_status_watch_refreshes_in_place_until_ctrl_c(
     backlogs = []
     for _ in range(3):  # three refreshes, each with a backlog figure
         child.expect(r"backlog\D*(\d[\d,]*)")
-        backlogs.append(int(child.match.group(1).replace(",", "")))
+        match = child.match
+        assert isinstance(match, re.Match)
+        backlogs.append(int(match.group(1).replace(",", "")))
     assert backlogs[0] > 0
     assert backlogs[-1] < backlogs[0]  # live figures, not one frame repeated
     child.expect(r"ETA")
