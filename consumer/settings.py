@@ -127,7 +127,12 @@ class WindowSettings(_Section):
 class RetrySettings(_Section):
     """Retries of retriable engine errors (exponential backoff with full jitter)."""
 
-    max_attempts: int = Field(default=6, ge=1, description="Attempts while the engine is up.")
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Attempts while the engine is up: with full-jitter backoff capped at "
+        "backoff_max_s, about a minute of retrying, so a burst of 5xx does not dead-letter.",
+    )
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     circuit_failures: int = Field(
