@@ -25,10 +25,9 @@ from consumer.backends.base import Prompt
 from consumer.backends.ollama import OllamaBackend
 from consumer.backends.openai import OpenAIBackend
 from consumer.errors import ConfigError
+from consumer.local.engine_servers import LlamaServer, OllamaServer
 from consumer.local.engines import (
     SERVED_MODEL,
-    LlamaServer,
-    OllamaServer,
     cached_llama_server,
     cached_ollama,
     ensure_smollm2_model,
