@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check faults bench-cpu clean
+.PHONY: demo test lint typecheck check faults engines clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+engines: $(STAMP)  ## real engines (llama-server, Ollama) built or reused, then their tests
+	bash deploy/engines/build.sh
+	$(BIN)/python -m pytest -q -m engine -rP

@@ -100,7 +100,14 @@ def run_requests(pipeline: Pipeline, backend: str) -> list[EvaluationResult]:
         pipeline.topics.requests,
         ((f"req-{i:06d}".encode(), request_json(i, job=i % 5), None) for i in range(REQUESTS)),
     )
-    pipeline.worker("--max-tokens", str(MAX_TOKENS), model=SERVED_MODEL, backend=backend)
+    # llama-server applies no repeat penalty by default (Ollama does): without one the tiny
+    # model loops until max_tokens, which only makes the run slow. An engine-specific field,
+    # passed the way users pass them.
+    extra = '{"repeat_penalty": 1.1}' if backend == "openai" else "{}"
+    pipeline.worker(
+        "--max-tokens", str(MAX_TOKENS), model=SERVED_MODEL, backend=backend,
+        env={"EVALSTREAM_ENGINE__EXTRA_BODY": extra},
+    )  # fmt: skip
     messages = read_topic(
         pipeline.bootstrap,
         pipeline.topics.results,
