@@ -90,6 +90,7 @@ class Outcome:
         reason: the error reason of an ``error`` result or a dead letter, else "".
         partition: the source partition of the request.
         offset: the source offset of the request.
+        attempts: the engine calls the worker made for it.
         created_s: when the broker appended the message (seconds since the epoch).
     """
 
@@ -99,6 +100,7 @@ class Outcome:
     reason: str
     partition: int
     offset: int
+    attempts: int
     created_s: float
 
 
@@ -112,6 +114,7 @@ def _result(message: Message) -> Outcome:
         reason=error.get("reason", ""),
         partition=data["source"]["partition"],
         offset=data["source"]["offset"],
+        attempts=data["attempts"],
         created_s=message.timestamp()[1] / 1000,
     )
 
@@ -128,6 +131,7 @@ def _dead_letter(message: Message) -> Outcome:
         reason=reason,
         partition=int(headers.get("evalstream.source.partition", "-1")),
         offset=int(headers.get("evalstream.source.offset", "-1")),
+        attempts=int(headers.get("evalstream.attempts", "0")),
         created_s=message.timestamp()[1] / 1000,
     )
 
@@ -149,8 +153,9 @@ class OutcomeWatcher:
                 "group.id": f"outcomes-{time.monotonic_ns()}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
-                # The broker may be killed under it: keep reconnecting quickly.
+                # The broker may be killed under it: keep reconnecting quickly, quietly.
                 "reconnect.backoff.max.ms": 1000,
+                "log_level": 2,
             }
         )
         self._consumer.subscribe([results, dlq])
