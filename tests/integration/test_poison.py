@@ -323,7 +323,7 @@ def test_poison_input_is_dead_lettered_byte_for_byte_and_blocks_nothing(
 @pytest.mark.xfail(
     strict=True,
     reason="the worker writes a null value (tombstone) as an empty value to the dead-letter "
-    "topic (`job.value or b''` in Worker._dead_letter), so it is not the original record",
+    "topic (`job.value or b''` in consumer.evaluator.dead_letter): not the original record",
 )
 def test_a_tombstone_is_dead_lettered_as_a_tombstone(
     engine_factory: Callable[..., str], kafka_bootstrap: str, big_topics: Topics, tmp_path: Path
