@@ -8,8 +8,9 @@ so a slow request never holds back the others' results or window slots.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ from consumer.records import (
 from consumer.schemas import BatchRequestLine, EvaluationRequest
 from consumer.settings import EngineSettings
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -37,7 +40,7 @@ class Outcome:
 
     job: Job
     destination: Literal["result", "dead_letter"]
-    value: bytes
+    value: bytes | None
     headers: RawHeaders | None
     status: str  # "ok", "error" or the dead-letter reason
 
@@ -50,7 +53,8 @@ def dead_letter(
 ) -> Outcome:
     """The dead-letter outcome of ``job``: its original bytes, and headers saying why."""
     headers = dead_letter_headers(job, error, worker_id, reason)
-    return Outcome(job, "dead_letter", job.value or b"", headers, reason or error.reason)
+    # The original value byte for byte: a null value (tombstone) stays null.
+    return Outcome(job, "dead_letter", job.value, headers, reason or error.reason)
 
 
 class Evaluator:
@@ -99,14 +103,30 @@ class Evaluator:
             replies = await self._call(jobs, prompts)
             await asyncio.gather(
                 *(
-                    self._follow_up(j, p, r, report)
+                    self._guarded(j, self._follow_up(j, p, r, report), report)
                     for j, p, r in zip(jobs, prompts, replies, strict=True)
                 )
             )
         else:
             await asyncio.gather(
-                *(self._one(j, p, report) for j, p in zip(jobs, prompts, strict=True))
+                *(
+                    self._guarded(j, self._one(j, p, report), report)
+                    for j, p in zip(jobs, prompts, strict=True)
+                )
             )
+
+    async def _guarded(
+        self, job: Job, work: Coroutine[Any, Any, None], report: OutcomeHandler
+    ) -> None:
+        """Runs one job's work; an unexpected exception dead-letters it instead of losing it."""
+        try:
+            await work
+        except Exception as exc:
+            if job.reported:
+                raise
+            log.exception("evaluation of %s failed unexpectedly", job.request_id)
+            error = EvalstreamError(f"{type(exc).__name__}: {exc}", reason="internal_error")
+            report(dead_letter(job, error, self._worker_id))
 
     async def _one(self, job: Job, prompt: Prompt, report: OutcomeHandler) -> None:
         (reply,) = await self._call([job], [prompt])

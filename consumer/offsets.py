@@ -40,6 +40,10 @@ class PartitionOffsets:
         self._pending.append(offset)
         self._next = offset + 1
 
+    def is_new(self, offset: int) -> bool:
+        """Whether ``offset`` lies past everything tracked (a redelivery does not)."""
+        return self._next is None or offset >= self._next
+
     def complete(self, offset: int) -> None:
         """Records that the result of ``offset`` was acknowledged by the broker."""
         if self._pending and self._pending[0] == offset:

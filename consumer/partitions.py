@@ -76,6 +76,13 @@ class PartitionRegistry:
                 commits[key] = offset
         return commits
 
+    def retry_commits(self, keys: Iterable[PartitionKey]) -> None:
+        """Offers the committable offset of ``keys`` again (their last commit failed)."""
+        for key in keys:
+            state = self._states.get(key)
+            if state is not None:
+                state.offsets.reset_commit()
+
     def committable(self, keys: Iterable[PartitionKey] | None = None) -> dict[PartitionKey, int]:
         """The current committable offset of each partition (for a final commit)."""
         chosen = self._states if keys is None else [k for k in keys if k in self._states]

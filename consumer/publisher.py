@@ -40,6 +40,7 @@ class OutcomePublisher:
         self._metrics = metrics
         self.sink: ResultSink | None = None
         self.txn: TransactionalCommitter | None = None
+        self.pending = 0  # outcomes not yet acknowledged: they count against the demand
 
     def emit(self, outcome: Outcome) -> None:
         """Starts publishing ``outcome`` unless its partition is no longer ours."""
@@ -49,7 +50,12 @@ class OutcomePublisher:
         if outcome.destination == "dead_letter":
             _log_dead_letter(job, outcome)
         task = asyncio.create_task(self._deliver(outcome))
+        self.pending += 1
+        task.add_done_callback(self._done)
         self._partitions.attach((job.source,), task)
+
+    def _done(self, _task: asyncio.Task[None]) -> None:
+        self.pending -= 1
 
     async def _deliver(self, outcome: Outcome) -> None:
         assert self.sink is not None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ class SourceListener(Protocol):
 
     def on_revoked(self, partitions: list[PartitionKey], *, lost: bool) -> dict[PartitionKey, int]:
         """Partitions going away; blocks until drained and returns offsets to commit."""
+
+    def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
+        """A commit of these partitions failed; their offsets must be offered again."""
 
 
 class RequestSource:
@@ -76,6 +79,7 @@ class RequestSource:
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
                 **config,
+                "on_commit": self._on_commit,
             }
         )
         self._topic = topic
@@ -195,6 +199,20 @@ class RequestSource:
         except KafkaException as exc:
             # Not fatal: the same offsets (or later ones) are offered again next time.
             log.warning("commit of %d partitions failed: %s", len(current), exc)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Commit results (served by poll on this thread). A commit rejected during a
+        rebalance (stale generation) would otherwise never be retried: the offset it
+        carried is already marked as committed on the worker side."""
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        keys = [
+            PartitionKey(tp.topic, tp.partition, self._epochs[(tp.topic, tp.partition)])
+            for tp in failed
+            if tp.topic is not None and (tp.topic, tp.partition) in self._epochs
+        ]
+        if keys:
+            log.info("commit of %d partitions failed (%s); offering them again", len(keys), error)
+            self._listener.on_commit_failed(keys)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = []

@@ -58,7 +58,11 @@ class ResultSink:
             self._producer.poll(0.05)  # runs delivery callbacks on this thread
 
     async def send(
-        self, topic: str, key: bytes | str | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | str | None,
+        value: bytes | None,
+        headers: Headers | None = None,
     ) -> None:
         """Produces one message and returns once the broker acknowledged it.
 
@@ -76,7 +80,7 @@ class ResultSink:
                 delay = min(delay * 2, _BACKOFF_MAX_S)
 
     async def _send_once(
-        self, topic: str, key: bytes | str | None, value: bytes, headers: Headers | None
+        self, topic: str, key: bytes | str | None, value: bytes | None, headers: Headers | None
     ) -> None:
         future: asyncio.Future[None] = self._loop.create_future()
 

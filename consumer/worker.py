@@ -263,7 +263,10 @@ class Worker:
             return 0
         high_water = 2 * self.window.limit + self.settings.window.max_batch
         in_transit = self._handed_over - self._accepted
-        return high_water - in_transit - len(self._batcher) - self.window.in_flight
+        # Results not yet acknowledged count too: while the results topic is unavailable
+        # the worker stops taking work instead of evaluating the whole backlog in memory.
+        held = len(self._batcher) + self.window.in_flight + self._publisher.pending
+        return high_water - in_transit - held
 
     # ----- SourceListener (called from the consumer thread) ----------------------------
 
@@ -280,6 +283,10 @@ class Worker:
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._revoke(partitions, lost), self._loop)
         return future.result()
+
+    def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._partitions.retry_commits, partitions)
 
     async def _assign(self, keys: list[PartitionKey]) -> None:
         self._partitions.assign(keys)
@@ -312,8 +319,12 @@ class Worker:
             state = self._partitions.get(key)
             if state is None:
                 continue  # revoked between poll and now; the next owner reads it
-            self._metrics.consumed.inc()
             job = job_from_message(message, key)
+            if not state.offsets.is_new(job.offset):
+                # librdkafka may rewind a partition within one assignment (pause/resume
+                # around a rebalance): that offset is already in progress or done here.
+                continue
+            self._metrics.consumed.inc()
             state.offsets.track(job.offset)
             error: EvalstreamError | None = decode_job(job, max_bytes)
             if error is None:

@@ -20,7 +20,13 @@ from consumer.backends.base import (
     classify_status,
     error_message,
 )
-from consumer.errors import ConfigError, EngineError, EngineOverloaded, InvalidOutput
+from consumer.errors import (
+    ConfigError,
+    EngineError,
+    EngineOverloaded,
+    EngineRejected,
+    InvalidOutput,
+)
 
 
 class OllamaBackend:
@@ -93,6 +99,8 @@ class OllamaBackend:
             response = await self._client.post("/v1/chat/completions", json={**raw, "model": model})
         except httpx.HTTPError as exc:
             return classify_http_error(exc)
+        except (ValueError, UnicodeEncodeError) as exc:
+            return EngineRejected(f"request body is not valid JSON: {exc}", reason="invalid_body")
         if response.status_code != 200:
             return _status_error(response)
         data = response.json()

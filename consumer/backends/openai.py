@@ -22,7 +22,7 @@ from consumer.backends.base import (
     classify_status,
     error_message,
 )
-from consumer.errors import ConfigError, EngineError, InvalidOutput
+from consumer.errors import ConfigError, EngineError, EngineRejected, InvalidOutput
 
 _METRIC = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+|NaN)$", re.MULTILINE)
 
@@ -110,6 +110,9 @@ class OpenAIBackend:
             response = await self._client.post(path, json=body)
         except httpx.HTTPError as exc:
             return classify_http_error(exc)
+        except (ValueError, UnicodeEncodeError) as exc:
+            # The body cannot be sent at all (NaN, a lone surrogate in a batch line).
+            return EngineRejected(f"request body is not valid JSON: {exc}", reason="invalid_body")
         if response.status_code != 200:
             return classify_status(response.status_code, error_message(response))
         try:

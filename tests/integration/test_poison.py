@@ -320,11 +320,6 @@ def test_poison_input_is_dead_lettered_byte_for_byte_and_blocks_nothing(
     assert problems == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker writes a null value (tombstone) as an empty value to the dead-letter "
-    "topic (`job.value or b''` in consumer.evaluator.dead_letter): not the original record",
-)
 def test_a_tombstone_is_dead_lettered_as_a_tombstone(
     engine_factory: Callable[..., str], kafka_bootstrap: str, big_topics: Topics, tmp_path: Path
 ) -> None:
@@ -345,13 +340,6 @@ def _batch_line(kind: str, content: str, extra: str = "") -> bytes:
     ).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx raises ValueError/UnicodeEncodeError while encoding the body, outside the "
-    "httpx.HTTPError the backend classifies: the evaluation task dies, the request gets no "
-    "outcome, its partition's commit stays behind it, and the window's in-flight count goes "
-    "negative (its micro-batch's slots are released twice)",
-)
 def test_a_batch_line_the_engine_client_cannot_encode_still_gets_an_outcome(
     engine_factory: Callable[..., str], kafka_bootstrap: str, big_topics: Topics, tmp_path: Path
 ) -> None:

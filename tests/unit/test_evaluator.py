@@ -99,7 +99,7 @@ async def test_chat_call_is_structured_and_prefix_first() -> None:
     assert "$ref" not in json.dumps(body["response_format"])  # inlined for every engine
     user = body["messages"][1]["content"]
     assert user.index("Streams") < user.index("Python, Kafka")  # job first, candidate last
-    result = EvaluationResult.model_validate_json(outcome.value)
+    result = EvaluationResult.model_validate_json(outcome.value or b"")
     assert result.status == "ok"
     assert result.evaluation is not None
     assert result.evaluation.score == 81
@@ -118,7 +118,7 @@ async def test_invalid_reply_gets_one_repair_then_an_error_result() -> None:
     repair = bodies[1]["messages"]
     assert repair[-2] == {"role": "assistant", "content": '{"score": 900}'}
     assert "score" in repair[-1]["content"]  # the error names the field
-    result = EvaluationResult.model_validate_json(outcome.value)
+    result = EvaluationResult.model_validate_json(outcome.value or b"")
     assert result.status == "error"
     assert result.error is not None
     assert result.error.reason == "invalid_output"
@@ -130,7 +130,7 @@ async def test_truncated_reply_is_invalid_output() -> None:
         return httpx.Response(200, json=chat_reply('{"score": 8', finish="length"))
 
     (outcome,) = await run(evaluator(handler), [make_job()])
-    result = EvaluationResult.model_validate_json(outcome.value)
+    result = EvaluationResult.model_validate_json(outcome.value or b"")
     assert result.error is not None
     assert "max_tokens" in result.error.message
 
@@ -146,7 +146,7 @@ async def test_server_errors_are_retried_then_succeed() -> None:
 
     (outcome,) = await run(evaluator(handler), [make_job()])
     assert outcome.destination == "result"
-    assert EvaluationResult.model_validate_json(outcome.value).attempts == 3
+    assert EvaluationResult.model_validate_json(outcome.value or b"").attempts == 3
 
 
 async def test_context_length_is_dead_lettered_with_reason() -> None:
@@ -194,7 +194,7 @@ async def test_completions_api_sends_one_call_per_micro_batch() -> None:
     assert len(bodies) == 1
     assert len(bodies[0]["prompt"]) == 3
     assert bodies[0]["structured_outputs"]["json"]["properties"]["score"]["maximum"] == 100
-    assert sorted(EvaluationResult.model_validate_json(o.value).id for o in outcomes) == [
+    assert sorted(EvaluationResult.model_validate_json(o.value or b"").id for o in outcomes) == [
         "req-0",
         "req-1",
         "req-2",
