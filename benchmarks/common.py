@@ -357,13 +357,15 @@ class Bench:
         self.bootstrap = kafka.start()
         return self.bootstrap
 
-    def simulator(self, profile: str, time_scale: float = 1.0, *options: str) -> tuple[str, int]:
-        """Starts the engine simulator; returns its URL and process id."""
+    def simulator(
+        self, profile: str, time_scale: float = 1.0, *options: str
+    ) -> tuple[str, ManagedProcess]:
+        """Starts the engine simulator; returns its URL and process (stopped on exit at latest)."""
         args = ["engine", "--profile", profile, "--port", "0", "--model", SIM_MODEL]
         args += ["--time-scale", str(time_scale), *options]
         sim = ManagedProcess.python("consumer.local", *args, log_path=self.log(f"engine-{profile}"))
         url = self.process(sim).start("url", timeout=60)
-        return url, sim.pid
+        return url, sim
 
     def worker(self, topics: Topics, url: str, backend: str, *options: str) -> ManagedProcess:
         """Starts one worker on ``topics`` against the engine at ``url``."""

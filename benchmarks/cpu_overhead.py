@@ -388,9 +388,10 @@ def profile(
 ) -> dict[str, Any]:
     """The two py-spy runs: instant engine (window 256) and vllm x10 (window 128)."""
     out: dict[str, Any] = {}
+    vllm_url, vllm = bench.simulator("vllm", 10.0)
     runs = (
         ("cpu_profile", url, engine_pid, "instant engine, fixed window 256", "256"),
-        ("cpu_profile_vllm", *bench.simulator("vllm", 10.0), "vllm x10, fixed window 128", "128"),
+        ("cpu_profile_vllm", vllm_url, vllm.pid, "vllm x10, fixed window 128", "128"),
     )
     for name, engine_url, pid, label, window in runs:
         case = Case(f"profile-{window}", ("--window-policy", "fixed", "--window", window))
@@ -429,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with common.Bench("cpu") as bench:
         run = Run(bench, args.requests)
-        url, engine_pid = bench.simulator("instant")
+        url, engine = bench.simulator("instant")
+        engine_pid = engine.pid
         report["mean_request_bytes"] = round(run.request_bytes)
         # Not compared: the broker's JIT and the page cache start cold.
         report["warm_up"] = run.measure(Case("warm-up", None), url, engine_pid)
@@ -452,4 +454,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything started is stopped by then
+        sys.exit(130)

@@ -88,7 +88,7 @@ PROFILES = {
 
 
 class Sweep:
-    """The broker, the simulator and the published backlog; `run` measures one window."""
+    """The broker and the published backlog; `run` measures one window on a fresh engine."""
 
     def __init__(
         self, bench: common.Bench, profile: Profile, requests: int, scale: float, seconds: float
@@ -96,9 +96,9 @@ class Sweep:
         self.bench = bench
         self.profile = profile
         self.requests = requests
+        self.scale = scale
         self.seconds = seconds
         self.bootstrap = bench.broker()
-        self.url, self.engine_pid = bench.simulator(profile.name, scale, *profile.engine_options)
         self.topic = f"bench.window.{profile.name}.requests"
         common.Topics.fresh(self.topic, "setup").create(self.bootstrap)
         file = bench.work / "requests.jsonl"
@@ -106,64 +106,70 @@ class Sweep:
         common.publish(self.bootstrap, self.topic, file)
 
     def warm_up(self) -> dict[str, Any]:
-        """A first, short run that is not compared.
-
-        The broker's JIT, the page cache and the simulator's prefix cache start cold: in trials
-        that cost the first run of a sweep ~20 % of its throughput.
-        """
+        """A first, short run that is not compared: the broker's JIT and page cache start cold."""
         return self.run(WARM_UP_WINDOW, WARM_UP_SECONDS, name="warm-up")
 
     def run(
         self, window: int | None, seconds: float | None = None, name: str | None = None
     ) -> dict[str, Any]:
-        """One worker over the whole backlog: a fixed ``window``, or adaptive when None."""
+        """One worker over the backlog: a fixed ``window``, or adaptive when None.
+
+        Every run gets its own simulator: one engine serving every run kept the prompts of the
+        runs before in its prefix cache, and each run re-reads the same backlog, so later runs
+        hit that cache for the requests earlier ones had reached (+20 % until they got past).
+        """
         name = name or (f"fixed-{window}" if window is not None else "adaptive")
         options = ["--window-policy", "fixed", "--window", str(window)]
         if window is None:
             options = ["--window-policy", "adaptive", "--window", str(ADAPTIVE_START)]
+        url, engine = self.bench.simulator(
+            self.profile.name, self.scale, *self.profile.engine_options
+        )
+        try:
+            row = self._measure(name, options, url, engine.pid, seconds or self.seconds)
+        finally:
+            engine.stop()
+        return {"config": name, "window": window, **row}
+
+    def _measure(
+        self, name: str, options: list[str], url: str, engine_pid: int, seconds: float
+    ) -> dict[str, Any]:
         topics = common.Topics.fresh(self.topic, name)
         topics.create(self.bootstrap)
         reader = common.ResultReader(self.bootstrap, topics.results, timings=True)
-        before, load_before = common.simulator_stats(self.url), common.load_average()
+        load_before = common.load_average()
         started = time.monotonic()
-        worker = self.bench.worker(topics, self.url, self.profile.backend, *options)
-        tracer = common.Tracer({"worker": worker.pid, "engine": self.engine_pid})
+        worker = self.bench.worker(topics, url, self.profile.backend, *options)
+        tracer = common.Tracer({"worker": worker.pid, "engine": engine_pid})
         try:
-            limit = seconds or self.seconds
-            complete = common.drive(reader, self.requests, tracer, worker.alive, limit)
+            complete = common.drive(reader, self.requests, tracer, worker.alive, seconds)
         finally:
             exit_code = worker.stop()
             reader.close()
-        after = common.simulator_stats(self.url)
+        stats = common.simulator_stats(url)
         cpu = tracer.between(0, len(reader))
+        times = list(reader.times.values())
         return {
-            "config": name,
-            "window": window,
             "results": len(reader),
             "all_results": complete,
             "worker_exit_code": exit_code,
             "failed_results": reader.failed,
             "wall_s": time.monotonic() - started,
-            "requests_per_s": common.rates(list(reader.times.values())),
-            "results_per_second": common.per_second(list(reader.times.values())),
+            "requests_per_s": common.rates(times),
+            "results_per_second": common.per_second(times),
             "latency_s": {
                 name: {f"p{q}": common.percentile(values, q) for q in (50, 95)}
                 for name, values in reader.latencies.items()
             },
-            "engine": {
-                key: after[key] - before[key] for key in ("received", "completed", "rejected")
-            },
-            "engine_status": _status_delta(before["by_status"], after["by_status"]),
+            "engine": {key: stats[key] for key in ("received", "completed", "rejected")},
+            "engine_status": stats["by_status"],
+            "engine_prefix_cache_hit_rate": stats["prefix_cache_hit_rate"],
             "cores_used": {
                 k: v / cpu["seconds"] for k, v in cpu["cpu_s"].items() if cpu["seconds"]
             },
             "window_moves": window_moves(self.bench.log(topics.group)),
             "load_average": [load_before, common.load_average()],
         }
-
-
-def _status_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
 @dataclass(frozen=True)
@@ -298,4 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything started is stopped by then
+        sys.exit(130)
