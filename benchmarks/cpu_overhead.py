@@ -59,6 +59,7 @@ else:
 PY_SPY = Path(sys.executable).with_name("py-spy")
 RUN_TIMEOUT_S = 300.0
 PROFILE_REPEAT = 3  # the profiled worker must stay busy for the whole py-spy recording
+PASSTHROUGH_BYTES = 1500  # result size before a worker case has measured the real one
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Run:
         self.topic = "bench.cpu.requests"
         common.Topics.fresh(self.topic, "setup").create(self.bootstrap)
         common.publish(self.bootstrap, self.topic, self.file)
-        self.result_bytes = 1500  # replaced by the first worker case's mean result size
+        self.result_bytes: int | None = None  # the first worker case's mean result size
         self._repeated_published = False
 
     def measure(self, case: Case, url: str, engine_pid: int) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class Run:
             "exit_code": exit_code,
             "load_average": [load_before, common.load_average()],
         }
-        if is_worker and reader.value_bytes and self.result_bytes == 1500:
+        if is_worker and reader.value_bytes and self.result_bytes is None:
             self.result_bytes = round(reader.value_bytes / n)
         return out
 
@@ -186,7 +187,7 @@ class Run:
             "benchmarks.cpu_overhead",
             "passthrough",
             *args,
-            str(self.result_bytes),
+            str(self.result_bytes or PASSTHROUGH_BYTES),
             log_path=self.bench.log(topics.group),
         )
         self.bench.process(process).start("ready")
