@@ -187,7 +187,8 @@ class WindowMove:
 def window_moves(log: Path) -> dict[str, Any]:
     """The window's moves, read from the worker's log; a reversal turns the direction."""
     moves = []
-    for line in log.read_text(errors="replace").splitlines():
+    text = log.read_text(errors="replace") if log.exists() else ""  # no log: no moves seen
+    for line in text.splitlines():
         match = _WINDOW_MOVE.match(line)
         if match:
             stamp, old, new, rate, in_flight, overloaded = match.groups()
