@@ -116,6 +116,13 @@ class WindowSettings(_Section):
     interval_s: float = Field(default=2.0, gt=0, description="Adaptive: one decision per interval.")
     linger_ms: float = Field(default=5.0, ge=0, description="Micro-batch linger.")
     max_batch: int = Field(default=64, ge=1, description="Micro-batch size cap.")
+    buffer: int = Field(
+        default=1024,
+        ge=1,
+        description="Messages read ahead of the window. The partitions pause when it is full "
+        "and resume when half of it is free: each pause drops librdkafka's prefetched data and "
+        "fetching restarts up to fetch.wait.max.ms later, so the half left must outlast that.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> WindowSettings:

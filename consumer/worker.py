@@ -133,7 +133,7 @@ class Worker:
             kafka.requests_topic,
             self,
             self.demand,
-            resume_at=lambda: self.window.limit,
+            resume_at=lambda: max(1, self.settings.window.buffer // 2),
         )
         if exactly_once:
             self._txn = TransactionalCommitter(
@@ -261,7 +261,9 @@ class Worker:
         """How many more messages the worker wants; 0 or less pauses the partitions."""
         if self._draining or not self.window.is_open:
             return 0
-        high_water = 2 * self.window.limit + self.settings.window.max_batch
+        # The buffer does not scale with the window: a small window on a fast engine would
+        # otherwise pause and resume the partitions every few milliseconds (see buffer).
+        high_water = self.window.limit + self.settings.window.buffer
         in_transit = self._handed_over - self._accepted
         # Results not yet acknowledged count too: while the results topic is unavailable
         # the worker stops taking work instead of evaluating the whole backlog in memory.
