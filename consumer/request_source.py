@@ -62,6 +62,7 @@ class RequestSource:
             worker can take (0 or less pauses the partitions).
         resume_at: called with no argument; the demand at which paused partitions resume
             (hysteresis: each pause drops librdkafka's prefetched data, so not too often).
+        track_metadata: keep a copy of the group's metadata for transactional commits.
     """
 
     def __init__(
@@ -71,6 +72,8 @@ class RequestSource:
         listener: SourceListener,
         demand: Callable[[], int],
         resume_at: Callable[[], int],
+        *,
+        track_metadata: bool = False,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -93,6 +96,8 @@ class RequestSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-source", daemon=True)
         self.last_poll_monotonic = 0.0
+        self._track_metadata = track_metadata
+        self._metadata: object = None
 
     @property
     def paused(self) -> bool:
@@ -104,8 +109,14 @@ class RequestSource:
         return len(self._epochs)
 
     def group_metadata(self) -> object:
-        """The group's metadata for transactional offset commits (thread-safe in librdkafka)."""
-        return self._consumer.consumer_group_metadata()
+        """The group's metadata for transactional offset commits, as of the last poll or
+        rebalance callback.
+
+        Read by other threads from a copy the polling thread refreshes: a call into the
+        consumer from another thread waits for the consumer's lock, which the polling loop
+        takes back at once and may hold for good (the transaction would never commit).
+        """
+        return self._metadata
 
     def start(self) -> None:
         """Subscribes and starts the polling thread."""
@@ -138,6 +149,8 @@ class RequestSource:
                 # does return is delivered, never dropped (a skipped offset would be lost).
                 wanted = min(max(self._demand(), 1), _MAX_CONSUME)
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
+                if self._track_metadata:
+                    self._metadata = self._consumer.consumer_group_metadata()
             self._drain_commands()
         except Exception:
             log.exception("request source thread failed")
@@ -215,6 +228,7 @@ class RequestSource:
             self._listener.on_commit_failed(keys)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._metadata = consumer.consumer_group_metadata()  # the new generation's
         keys = []
         for tp in partitions:
             key = PartitionKey(tp.topic, tp.partition, self._next_epoch)
@@ -230,6 +244,9 @@ class RequestSource:
         log.info("assigned %s", [f"{k.topic}[{k.partition}]" for k in keys])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Cooperative rebalancing revokes after the new generation began: a transaction
+        # committing the revoked partitions' offsets must carry that generation.
+        self._metadata = consumer.consumer_group_metadata()
         self._release(partitions, lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -134,6 +134,7 @@ class Worker:
             self,
             self.demand,
             resume_at=lambda: max(1, self.settings.window.buffer // 2),
+            track_metadata=exactly_once,
         )
         if exactly_once:
             self._txn = TransactionalCommitter(

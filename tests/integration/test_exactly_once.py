@@ -24,9 +24,13 @@ FAST_SESSION = {"EVALSTREAM_KAFKA__CLIENT": '{"session.timeout.ms": "8000"}'}
 
 
 def start(
-    engine_factory: Callable[..., str], pipeline_factory: Callable[..., Pipeline], total: int
+    engine_factory: Callable[..., str],
+    pipeline_factory: Callable[..., Pipeline],
+    total: int,
+    time_scale: int = 20,
 ) -> tuple[Pipeline, TopicWatcher]:
-    pipeline = pipeline_factory(engine_factory("vllm", "--time-scale", "20"), PARTITIONS)
+    engine = engine_factory("vllm", "--time-scale", str(time_scale))
+    pipeline = pipeline_factory(engine, PARTITIONS)
     produce(
         pipeline.bootstrap,
         pipeline.topics.requests,
@@ -50,11 +54,6 @@ def finish(pipeline: Pipeline, watcher: TopicWatcher, total: int) -> list[str]:
 @pytest.mark.faults
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: in exactly-once mode the worker is often assigned its partitions but "
-    "completes nothing (seen in most runs, passed in one); under investigation",
-)
 def test_every_result_is_committed_once_with_its_offset(
     engine_factory: Callable[..., str], pipeline_factory: Callable[..., Pipeline]
 ) -> None:
@@ -72,11 +71,6 @@ def test_every_result_is_committed_once_with_its_offset(
 @pytest.mark.faults
 @pytest.mark.integration
 @pytest.mark.timeout(360)
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: in exactly-once mode a worker is often assigned its partitions but "
-    "completes nothing, and is later fenced (under investigation)",
-)
 def test_kill_9_leaves_no_duplicate_for_read_committed_consumers(
     engine_factory: Callable[..., str], pipeline_factory: Callable[..., Pipeline]
 ) -> None:
@@ -93,3 +87,28 @@ def test_kill_9_leaves_no_duplicate_for_read_committed_consumers(
         watcher.close()
     print(f"\nexactly once, kill -9 x2 over {total} requests: {len(ids) - total} duplicates")
     assert sorted(ids) == [f"req-{i:06d}" for i in range(total)]
+
+
+@pytest.mark.faults
+@pytest.mark.integration
+@pytest.mark.timeout(360)
+def test_workers_joining_and_leaving_commit_each_result_once(
+    engine_factory: Callable[..., str], pipeline_factory: Callable[..., Pipeline]
+) -> None:
+    # Cooperative rebalancing revokes partitions after the new generation began: the
+    # transactions committing them must carry that generation, or they are fenced.
+    total = 3000
+    pipeline, watcher = start(engine_factory, pipeline_factory, total, time_scale=5)
+    try:
+        first = pipeline.worker(*EXACTLY_ONCE, name="first")
+        assert watcher.wait_distinct(500, 120)
+        second = pipeline.worker(*EXACTLY_ONCE, name="second")
+        assert wait_until(lambda: second.metric("evalstream_assigned_partitions") > 0, 60)
+        assert watcher.wait_distinct(watcher.distinct() + 300, 120)
+        assert second.stop() == 0  # its partitions go back to the first worker
+        assert watcher.distinct() < total - 300, "the run ended before the hand-overs"
+        ids = finish(pipeline, watcher, total)
+    finally:
+        watcher.close()
+    assert sorted(ids) == [f"req-{i:06d}" for i in range(total)]
+    assert first.metric("evalstream_rebalances_total", kind="assigned") >= 2
