@@ -88,3 +88,10 @@ class SinkError(EvalstreamError):
 
     reason = "produce_failed"
     retriable = True
+
+
+class MessageTooLarge(SinkError):
+    """The broker or the producer refuses the message for its size: retrying cannot help."""
+
+    reason = "message_too_large"
+    retriable = False

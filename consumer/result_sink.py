@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from consumer.errors import SinkError
+from consumer.errors import MessageTooLarge, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ Headers = Sequence[tuple[str, bytes | str | None]]
 
 _BACKOFF_INITIAL_S = 0.2
 _BACKOFF_MAX_S = 10.0
+# Refusals for size (by this producer, or by the broker for the topic): final.
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
 class ResultSink:
@@ -68,12 +70,17 @@ class ResultSink:
 
         Retries failed deliveries with exponential backoff and jitter until it
         succeeds or the calling task is cancelled (its partition was revoked).
+
+        Raises:
+            MessageTooLarge: the message exceeds the producer's or the topic's size limit.
         """
         delay = _BACKOFF_INITIAL_S
         while True:
             try:
                 await self._send_once(topic, key, value, headers)
                 return
+            except MessageTooLarge:
+                raise
             except SinkError as exc:
                 log.warning("delivery to %s failed, retrying in %.1fs: %s", topic, delay, exc)
                 await asyncio.sleep(random.uniform(0, delay))
@@ -100,7 +107,7 @@ class ResultSink:
             except BufferError:
                 await asyncio.sleep(0.01)  # local queue full: the poll thread is draining it
             except KafkaException as exc:
-                raise SinkError(f"produce to {topic} refused: {exc}") from exc
+                raise _sink_error(f"produce to {topic} refused", exc.args[0]) from exc
         await future
 
     def flush(self, timeout: float) -> int:
@@ -124,4 +131,9 @@ def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
     if error is None:
         future.set_result(None)
     else:
-        future.set_exception(SinkError(f"delivery failed: {error}"))
+        future.set_exception(_sink_error("delivery failed", error))
+
+
+def _sink_error(what: str, error: KafkaError) -> SinkError:
+    kind = MessageTooLarge if error.code() in _TOO_LARGE else SinkError
+    return kind(f"{what}: {error}")

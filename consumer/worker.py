@@ -92,7 +92,9 @@ class Worker:
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
         self._batcher = MicroBatcher(self.window, self._dispatch, w.linger_ms / 1000, w.max_batch)
         self._partitions = PartitionRegistry()
-        self._publisher = OutcomePublisher(settings.kafka, self._partitions, metrics)
+        self._publisher = OutcomePublisher(
+            settings.kafka, self._partitions, metrics, settings.worker_id
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: ResultSink | None = None
         self._txn: TransactionalCommitter | None = None

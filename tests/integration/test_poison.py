@@ -140,12 +140,23 @@ def corpus() -> list[Poison]:
 @pytest.fixture
 def big_topics(kafka_admin: AdminClient) -> Iterator[Topics]:
     """Requests and dead-letter topics that take 12 MB messages, and a results topic."""
+    yield from _topics(kafka_admin, BIG)
+
+
+@pytest.fixture
+def small_dlq_topics(kafka_admin: AdminClient) -> Iterator[Topics]:
+    """A requests topic that takes 12 MB messages, a dead-letter topic at the broker's
+    default limit (~1 MB)."""
+    yield from _topics(kafka_admin, {})
+
+
+def _topics(kafka_admin: AdminClient, dlq_config: dict[str, str]) -> Iterator[Topics]:
     suffix = uuid.uuid4().hex[:12]
     topics = Topics(f"requests-{suffix}", f"results-{suffix}", f"dlq-{suffix}", f"g-{suffix}")
     new = [
         NewTopic(topics.requests, PARTITIONS, replication_factor=1, config=BIG),
         NewTopic(topics.results, PARTITIONS, replication_factor=1),
-        NewTopic(topics.dlq, 1, replication_factor=1, config=BIG),
+        NewTopic(topics.dlq, 1, replication_factor=1, config=dlq_config),
     ]
     for future in kafka_admin.create_topics(new, request_timeout=30).values():
         future.result(timeout=30)
@@ -243,6 +254,7 @@ def run_worker(
     poison: list[Poison],
     tmp_path: Path,
     patience_s: float = 30.0,
+    client: dict[str, str] | None = None,
 ) -> Run:
     """Produces ``poison`` between good requests and lets one worker process all of it.
 
@@ -252,7 +264,7 @@ def run_worker(
     pipeline = Pipeline(bootstrap, topics, engine_url, tmp_path)
     try:
         # The worker's producer must be allowed to write the 10 MB dead letter.
-        client = {"message.max.bytes": str(MAX_MESSAGE_BYTES)}
+        client = {"message.max.bytes": str(MAX_MESSAGE_BYTES)} if client is None else client
         worker = pipeline.worker(env={"EVALSTREAM_KAFKA__CLIENT": json.dumps(client)})
         results = read_topic(bootstrap, topics.results, lambda m: len(m) >= len(good), 120)
         dead = read_topic(bootstrap, topics.dlq, lambda m: len(m) >= len(poison), patience_s)
@@ -329,6 +341,33 @@ def test_a_tombstone_is_dead_lettered_as_a_tombstone(
     [(key, value, headers)] = run.dead
     assert dict(headers)["evalstream.error.reason"] == b"empty_value"
     assert (key, value) == (b"poison-tombstone", None)
+
+
+@pytest.mark.parametrize(
+    "client",
+    [{}, {"message.max.bytes": str(MAX_MESSAGE_BYTES)}],
+    ids=["refused-by-the-producer", "refused-by-the-broker"],
+)
+def test_a_dead_letter_over_the_topic_limit_goes_without_its_value(
+    engine_factory: Callable[..., str],
+    kafka_bootstrap: str,
+    small_dlq_topics: Topics,
+    tmp_path: Path,
+    client: dict[str, str],
+) -> None:
+    poison = [p for p in corpus() if p.kind == "ten-megabytes"]
+    url = engine_factory("instant")
+    run = run_worker(url, kafka_bootstrap, small_dlq_topics, poison, tmp_path, client=client)
+    assert run.drained, "the oversized dead letter blocked its partition"
+    assert len(run.results) == len(run.good)
+    [(key, value, headers)] = run.dead
+    names = dict(headers)
+    partition, offset = run.where["ten-megabytes"]
+    assert (key, value) == (poison[0].key, None)
+    assert names["evalstream.error.reason"] == b"too_large"
+    assert names["evalstream.value.omitted"] == str(len(poison[0].value or b"")).encode()
+    assert names["evalstream.source.offset"] == str(offset).encode()
+    assert names["evalstream.source.partition"] == str(partition).encode()
 
 
 def _batch_line(kind: str, content: str, extra: str = "") -> bytes:
