@@ -26,6 +26,7 @@ from consumer.engine_monitor import EngineMonitor
 from consumer.errors import EvalstreamError, RoutingError
 from consumer.evaluator import Evaluator, Outcome, dead_letter
 from consumer.jobs import Job, decode_job, job_from_message
+from consumer.kafka_clients import open_clients
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionRegistry
 from consumer.policy import EngineCircuit, FailurePolicy
@@ -118,34 +119,9 @@ class Worker:
     async def run(self) -> None:
         """Consumes until `request_stop`, then drains, commits and closes."""
         self._loop = asyncio.get_running_loop()
-        kafka = self.settings.kafka
-        common = kafka.client_config()
-        self._sink = ResultSink(common, self._loop)
-        self._publisher.sink = self._sink
-        exactly_once = kafka.processing_guarantee == "exactly_once"
-        self._source = RequestSource(
-            {
-                **common,
-                "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
-                "group.id": kafka.group_id,
-                "client.id": self.settings.worker_id,
-                "statistics.interval.ms": 5000,
-                "stats_cb": self._metrics.kafka_stats.update,
-            },
-            kafka.requests_topic,
-            self,
-            self.demand,
-            resume_at=lambda: max(1, self.settings.window.buffer // 2),
-            track_metadata=exactly_once,
-        )
-        if exactly_once:
-            self._txn = TransactionalCommitter(
-                common,
-                f"{kafka.group_id}-{self.settings.worker_id}",
-                self._source.group_metadata,
-                lambda o: kafka.results_topic if o.destination == "result" else kafka.dlq_topic,
-            )
-            self._publisher.txn = self._txn
+        clients = open_clients(self.settings, self, self.demand, self._metrics, self._loop)
+        self._source, self._sink, self._txn = clients.source, clients.sink, clients.txn
+        self._publisher.sink, self._publisher.txn = self._sink, self._txn
         self._source.start()
         self._spawn(
             self._batcher.run(),
