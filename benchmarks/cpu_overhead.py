@@ -8,6 +8,8 @@ and results topic:
 
 * ``fixed-256``: the worker with ``--window-policy fixed --window 256``;
 * ``adaptive``: the worker with its default (adaptive) window;
+* ``fixed-256-eos``: ``fixed-256`` with ``--processing-guarantee exactly_once`` (results and
+  offsets in one transaction per commit interval): the cost of exactly-once;
 * ``passthrough``: a minimal confluent-kafka loop in its own process (consume, produce a value
   the size of the worker's mean result, acks=all, idempotent, lz4, commit) - the floor that
   Kafka and Python alone cost.
@@ -73,6 +75,10 @@ class Case:
 CASES = (
     Case("fixed-256", ("--window-policy", "fixed", "--window", "256")),
     Case("adaptive", ("--window-policy", "adaptive")),
+    Case(
+        "fixed-256-eos",
+        ("--window-policy", "fixed", "--window", "256", "--processing-guarantee", "exactly_once"),
+    ),
     Case("passthrough", None),
 )
 
