@@ -5,11 +5,13 @@ concurrency keeps that many ``/v1/completions`` requests in flight (a new one th
 returns, like ``vllm bench serve --max-concurrency``): ~2000-token prompts, 200 output tokens
 (``ignore_eos``). The first ``concurrency`` answers warm the engine up; the next ones are timed.
 Times are reported in simulated seconds (wall seconds x ``time_scale``), next to what the step
-model predicts in virtual time, and written to ``benchmarks/results/sim_shape.json``.
+model predicts in virtual time, and written to ``benchmarks/results/sim_shape.json``. A closing
+line gives each level's throughput relative to 128 concurrent: the curve should peak between 64
+and 160 and decline beyond (about 0.3 at 8, 0.9 at 64 and 256, 0.8 at 1024).
 
 Run from the repository root::
 
-    python -m benchmarks.sim_shape                  # 5x faster than real time: ~30 s
+    python -m benchmarks.sim_shape                  # 5x faster than real time: ~1.5 min
     python -m benchmarks.sim_shape --concurrency 8 64 128 --time-scale 10
 """
 
@@ -34,7 +36,7 @@ from consumer.local.sim_profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sim_shape.json"
-CONCURRENCY = (1, 8, 16, 32, 64, 128, 256, 512)
+CONCURRENCY = (1, 8, 16, 32, 64, 96, 128, 160, 256, 512, 1024)
 PROMPT_TOKENS = 2000
 OUTPUT_TOKENS = 200
 
@@ -143,6 +145,14 @@ def format_row(row: Row) -> str:
     )
 
 
+def relative_to(rows: list[Row], reference: int = 128) -> dict[int, float]:
+    """Each level's requests/s divided by the reference level's; empty without that level."""
+    base = next((r.requests_per_s for r in rows if r.concurrency == reference), None)
+    if not base:
+        return {}
+    return {r.concurrency: round(r.requests_per_s / base, 3) for r in rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
@@ -162,11 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    relative = relative_to(rows)
+    peak = max(rows, key=lambda r: r.requests_per_s)
+    print(f"peak {peak.requests_per_s:.1f} req/s at {peak.concurrency} concurrent")
+    if relative:
+        print("relative to 128: " + ", ".join(f"{c} {v:.2f}" for c, v in relative.items()))
     report: dict[str, Any] = {
         "profile": asdict(load_profile("vllm", time_scale=args.time_scale)),
         "prompt_tokens": PROMPT_TOKENS,
         "output_tokens": OUTPUT_TOKENS,
         "wall_seconds": round(time.monotonic() - started, 1),
+        "peak_concurrency": peak.concurrency,
+        "relative_to_128": relative,
         "rows": [asdict(row) for row in rows],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

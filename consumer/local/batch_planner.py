@@ -5,7 +5,9 @@ vLLM's scheduler does: running sequences first (one token each while decoding, t
 while prefilling), then waiting sequences in arrival order while a slot (``max_num_seqs``), token
 budget (``max_num_batched_tokens``) and KV room remain. The step lasts::
 
-    step_base_s + per_seq_s * sequences_in_step + per_prefill_token_s * prefill_tokens
+    step_base_s + per_seq_s * n + per_seq_sq_s * n**2 + per_prefill_token_s * prefill_tokens
+
+with ``n`` the sequences in the step (see :mod:`consumer.local.sim_profile` for each term).
 
 :meth:`BatchPlanner.complete` applies it: every sequence whose prompt is now computed samples one
 token; a sequence that reaches its length finishes. Time never passes here: the asyncio
@@ -184,4 +186,5 @@ class BatchPlanner:
 
     def _duration(self, sequences: int, prefill_tokens: int) -> float:
         p = self.profile
-        return p.step_base_s + p.per_seq_s * sequences + p.per_prefill_token_s * prefill_tokens
+        per_seq = p.per_seq_s + p.per_seq_sq_s * sequences
+        return p.step_base_s + per_seq * sequences + p.per_prefill_token_s * prefill_tokens

@@ -1,27 +1,55 @@
 """Latency profiles of the engine simulator: the parameters of its continuous-batching model.
 
 A profile says how long one engine step takes and how many sequences a step may carry. The step
-model (see :mod:`consumer.local.scheduler`) is::
+model (see :mod:`consumer.local.batch_planner`) is::
 
-    step_s = step_base_s + per_seq_s * sequences_in_step + per_prefill_token_s * prefill_tokens
+    step_s = step_base_s + per_seq_s * n + per_seq_sq_s * n**2 + per_prefill_token_s * prefill
 
-and every running sequence decodes one token per step.
+where ``n`` is the number of sequences in the step and ``prefill`` its uncached prompt tokens;
+every running sequence decodes one token per step.
 
-``vllm`` is calibrated against the H200 baseline in ``GPU.md`` (vLLM 0.26, gemma-3-1b shape, 2000
-prompt / 200 output tokens, driven over HTTP): 8 concurrent requests get about a third of the
-plateau (11 req/s), the curve bends between 64 and 128 concurrent and levels off near 36 req/s,
-and beyond that concurrency only adds queueing latency. The three costs solve that table:
+``vllm`` is calibrated against the H200 figures in ``GPU.md`` (vLLM 0.26, gemma-3-1b shape, 2000
+prompt / 200 output tokens, ``vllm bench serve`` over HTTP): 11.0 req/s at 8 concurrent, 30.6 at
+64 and 29.5 at 1024 (median time to first token 13 s) with the defaults; 36.8 at 128 and 35.0 at
+256 with ``--max-num-batched-tokens 16384``; 40.1 at 128 with a 600-token prefix shared by all
+prompts. A second H200 run (2000-token prompts, ~175 output tokens, one API server) gave 44.5 at
+64, 53.5 at 128 and 40.3 at 256. Throughput peaks between 64 and 128 concurrent and *declines*
+beyond, because part of each step's work grows faster than the batch.
 
-* ``step_base_s`` 2.5 ms: the fixed cost of one forward pass (kernel launches, reading the
-  weights). It is what small batches waste, so it sets throughput at low concurrency.
-* ``per_seq_s`` 95 us: the cost each running sequence adds to a step (KV reads, sampling, and the
-  API server's per-token work, which limits the HTTP figures in ``GPU.md``).
+With ``n`` requests running in a closed loop, a step carries ``n`` sequences and on average
+``10 n`` prefill tokens (2000 prompt tokens spread over 200 decode steps), so a request takes 200
+steps of ``t(n) = step_base_s + (per_seq_s + 10 per_prefill_token_s) n + per_seq_sq_s n**2`` and
+throughput is ``n / (200 t(n))``: it rises while the fixed cost dominates, peaks at
+``n* = sqrt(step_base_s / per_seq_sq_s)`` and falls as the square term takes over. The terms are
+solved from the figures above:
+
 * ``per_prefill_token_s`` 3.8 us: prefill compute per uncached prompt token. With a 600-token
-  prefix shared by every prompt it yields the table's ~9 % gain.
+  prefix shared by every prompt it yields the ~9 % gain of 36.8 -> 40.1 req/s.
+* ``per_seq_sq_s`` 0.12 us: per-step work that grows with the square of the sequences in the
+  step. Each step the single API-server process handles every running request's new token
+  (detokenizes and streams it), and each of those costs more the more requests are open (the
+  scheduler walks its queues, the event loop serves one stream per client, batch-wide
+  structures grow): ``n`` requests times a cost rising with ``n``. With ``step_base_s`` it puts
+  the peak at ``n*`` = 144, between the 128 and 256 rows of both runs.
+* ``step_base_s`` 2.5 ms: the fixed cost of one forward pass (kernel launches, reading the
+  weights). It is what small batches waste: it sets 8 concurrent at about a third of the peak
+  (11.0 against 30-37 req/s).
+* ``per_seq_s`` 60 us: the cost each sequence adds to a step (attention over its KV, sampling).
+  It sets the level: 17 ms steps at 128 running, 37.7 req/s at the peak (GPU.md: 36.8 at 128
+  with ``--max-num-batched-tokens 16384``, the figure our benchmarks compare with).
+* ``max_num_seqs`` 512 (vLLM's default is 1024): at 1024 concurrent the real server kept only
+  about 640 requests in the batch; the rest waited ~13 s for their first token (Little's law:
+  29.5 req/s x 13 s = ~380 waiting). A slot limit of 512 reproduces that queue: 1024 clients
+  get ~30 req/s, as many as 512 do, with ~17 s to the first token, instead of a batch of 1024
+  that the square term would slow to half the peak.
+
+Closed-loop requests/s (:func:`consumer.local.sim_calibration.closed_loop`, same prompts): 11.5
+at 8, 34.6 at 64, 37.6 at 128, 37.7 at 144, 36.0 at 256, 30.2 at 512 and 30.4 at 1024, i.e.
+0.31, 0.92, 1, 0.96 and 0.81 of the value at 128 for 8, 64, 128, 256 and 1024.
 
 ``ollama`` models a llama.cpp runner with ``num_parallel`` slots (``OLLAMA_NUM_PARALLEL``) on a
 consumer GPU, about 80 tokens/s for a single stream, and a pending queue of ``max_queue``
-(``OLLAMA_MAX_QUEUE``) beyond which requests are refused with 503.
+(``OLLAMA_MAX_QUEUE``) beyond which requests are refused with 503. It has no square term.
 
 ``instant`` answers at once; it isolates the worker's own CPU cost.
 """
@@ -54,6 +82,7 @@ class SimulatorProfile:
         per_seq_s: Cost each sequence in the step adds.
         per_prefill_token_s: Cost of each uncached prompt token prefilled in the step.
         kv_capacity_tokens: KV cache size in tokens; a full cache preempts the newest sequence.
+        per_seq_sq_s: Cost that grows with the square of the sequences in the step.
         block_tokens: Prefix-cache block size in tokens (vLLM's default 16).
         prefix_caching: Whether prompt blocks already computed are reused.
         max_waiting: Pending-queue limit (Ollama's ``OLLAMA_MAX_QUEUE``); ``None`` is unbounded.
@@ -73,6 +102,7 @@ class SimulatorProfile:
     per_seq_s: float
     per_prefill_token_s: float
     kv_capacity_tokens: int
+    per_seq_sq_s: float = 0.0
     block_tokens: int = 16
     prefix_caching: bool = True
     max_waiting: int | None = None
@@ -114,11 +144,13 @@ class SimulatorProfile:
 VLLM_PROFILE = SimulatorProfile(
     name="vllm",
     models=(VLLM_MODEL,),
-    # vLLM's defaults for the API server on an H100/H200-class GPU.
-    max_num_seqs=1024,
+    # vLLM's default token budget for the API server on an H100/H200-class GPU; fewer slots
+    # than its default 1024 (see above: the real server keeps ~640 in the batch).
+    max_num_seqs=512,
     max_num_batched_tokens=8192,
     step_base_s=2.5e-3,
-    per_seq_s=95e-6,
+    per_seq_s=60e-6,
+    per_seq_sq_s=0.12e-6,
     per_prefill_token_s=3.8e-6,
     # gemma-3-1b keeps ~26 KiB of KV per token; ~100 GiB of an H200 holds about 4M tokens.
     kv_capacity_tokens=4_000_000,
