@@ -21,6 +21,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 log = logging.getLogger(__name__)
 
+# Leaving the group: how long to serve the revoke of the last partitions, then to close.
+_LEAVE_TIMEOUT_S = 10.0
+_CLOSE_TIMEOUT_S = 10.0
 # Upper bound of one consume() call; also bounds what arrives after a pause is asked.
 _MAX_CONSUME = 500
 _POLL_TIMEOUT_S = 0.1
@@ -97,6 +100,7 @@ class RequestSource:
         self._thread = threading.Thread(target=self._run, name="request-source", daemon=True)
         self.last_poll_monotonic = 0.0
         self._track_metadata = track_metadata
+        self._commits_in_flight = 0  # asynchronous commits without a result yet
         self._metadata: object = None
 
     @property
@@ -129,10 +133,19 @@ class RequestSource:
         self._thread.start()
 
     def stop(self, final_commit: Callable[[], dict[PartitionKey, int]]) -> None:
-        """Commits ``final_commit()`` in the thread, leaves the group and closes."""
-        self._commands.put(lambda: self._commit(final_commit(), asynchronous=False))
+        """Commits ``final_commit()`` in the thread, leaves the group and closes.
+
+        Waits for the close at most ``_CLOSE_TIMEOUT_S``: the final commit is done by then,
+        and a consumer that cannot close must not keep the process from exiting.
+        """
+        # Asynchronous: a synchronous commit while a rebalance is pending waits for the
+        # rebalance, which waits for this thread to poll (it hung shutdowns). The leave
+        # loop below polls until its result is in.
+        self._commands.put(lambda: self._commit(final_commit(), asynchronous=True))
         self._stop.set()
-        self._thread.join()
+        self._thread.join(_LEAVE_TIMEOUT_S + _CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.error("the consumer did not close in time; exiting without waiting for it")
 
     def commit(self, offsets: dict[PartitionKey, int]) -> None:
         """Asks the thread to commit; offsets of a stale epoch are ignored there."""
@@ -152,11 +165,29 @@ class RequestSource:
                 if self._track_metadata:
                     self._metadata = self._consumer.consumer_group_metadata()
             self._drain_commands()
+            self._leave_group()
         except Exception:
             log.exception("request source thread failed")
             raise
         finally:
             self._consumer.close()
+            log.info("left the group")
+
+    def _leave_group(self) -> None:
+        """Unsubscribes and serves the group until it took every partition back.
+
+        Closing a cooperative-sticky consumer while a rebalance is under way can hang in
+        librdkafka (an incremental assignment arriving during close); giving the partitions
+        back first, through the normal revoke path, leaves nothing for close to do.
+        Messages that still arrive are not delivered: their offsets are not committed, so
+        the next owner reads them.
+        """
+        deadline = time.monotonic() + _LEAVE_TIMEOUT_S
+        while self._commits_in_flight and time.monotonic() < deadline:
+            self._consumer.consume(_MAX_CONSUME, _POLL_TIMEOUT_S)  # serves the commit result
+        self._consumer.unsubscribe()
+        while self._epochs and time.monotonic() < deadline:
+            self._consumer.consume(_MAX_CONSUME, _POLL_TIMEOUT_S)
 
     def _drain_commands(self) -> None:
         while True:
@@ -207,6 +238,7 @@ class RequestSource:
         try:
             if asynchronous:
                 self._consumer.commit(offsets=current, asynchronous=True)
+                self._commits_in_flight += 1
             else:
                 self._consumer.commit(offsets=current, asynchronous=False)
         except KafkaException as exc:
@@ -217,6 +249,7 @@ class RequestSource:
         """Commit results (served by poll on this thread). A commit rejected during a
         rebalance (stale generation) would otherwise never be retried: the offset it
         carried is already marked as committed on the worker side."""
+        self._commits_in_flight = max(0, self._commits_in_flight - 1)
         failed = [tp for tp in partitions if error is not None or tp.error is not None]
         keys = [
             PartitionKey(tp.topic, tp.partition, self._epochs[(tp.topic, tp.partition)])
