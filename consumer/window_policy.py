@@ -72,7 +72,7 @@ class AdaptiveWindowPolicy:
         maximum: int,
         *,
         growth: float = 1.5,
-        gain: float = 0.05,
+        gain: float = 0.03,
         probe_every: int = 8,
     ) -> None:
         self._min, self._max = minimum, maximum
@@ -120,7 +120,9 @@ class AdaptiveWindowPolicy:
         return self._limit
 
     def _after_shrink(self, sample: WindowSample) -> int:
-        if sample.throughput >= self._base_throughput * (1 - self._gain / 2):
+        # Within a third of the gain of the level before: the same throughput, less latency.
+        # (Half of it let noise ratchet the window down a concave curve, probe by probe.)
+        if sample.throughput >= self._base_throughput * (1 - self._gain / 3):
             self._settle(sample.throughput)  # same throughput with less latency: keep it
         else:
             self._limit = self._base_limit
