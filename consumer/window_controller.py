@@ -19,8 +19,11 @@ from consumer.window_policy import WindowPolicy, WindowSample
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.1
-_MAX_SAMPLE_INTERVALS = 15
-_TURNOVERS = 3  # give up waiting for a full turnover after this many intervals
+# A sample waits for _TURNOVERS turnovers of the window, but no longer than this many
+# intervals (~5 minutes at 2 s): an engine with structured output and a slow model may take
+# half a minute per request, and a sample shorter than a request measures nothing.
+_MAX_SAMPLE_INTERVALS = 150
+_TURNOVERS = 3
 
 
 class WindowController:
@@ -96,7 +99,9 @@ class WindowController:
             # Engines complete requests in bursts; a sample must span several turnovers of
             # the window or its noise (±15% at one turnover on an H200) hides the trend.
             turnovers = done / max(1, limit)
-            if now - started >= self._interval_s and (turnovers >= _TURNOVERS or now >= deadline):
+            # An overload signal ends the sample at once: backing off cannot wait minutes.
+            enough = turnovers >= _TURNOVERS or self._overloads > overloads0 or now >= deadline
+            if now - started >= self._interval_s and enough:
                 break
         overloaded = self._overloads > overloads0 or await self._engine_queue_full(limit)
         return WindowSample(
