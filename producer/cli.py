@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -211,10 +213,14 @@ def run_status(args: argparse.Namespace) -> int:
                 time.sleep(args.interval)  # the rate needs a second sample
             console.print(frame())
             return EXIT_OK
-        with Live(frame(), console=console, auto_refresh=False) as live:
-            try:
-                while True:
-                    time.sleep(max(args.interval, 0.5))
+        # Ctrl-C sets a flag instead of raising: an interrupt raised inside a librdkafka call
+        # (the offsets query of a frame) could leave the client in the middle of that call.
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+        try:
+            with Live(frame(), console=console, auto_refresh=False) as live:
+                while not stop.wait(max(args.interval, 0.5)):
                     live.update(frame(), refresh=True)
-            except KeyboardInterrupt:
-                return EXIT_OK
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return EXIT_OK
