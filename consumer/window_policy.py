@@ -6,7 +6,9 @@ and add latency (on one H200, vLLM gave 11 req/s at 8 concurrent, 30.6 at 64 and
 29.5 at 1024 with a 13 s median time to first token). The policy grows the window
 while each step still pays (>= ``gain`` more throughput), steps back when it does
 not, backs off multiplicatively on overload signals, and probes now and then in
-both directions because the best point moves with the workload.
+both directions because the best point moves with the workload. A probe down that keeps the
+throughput goes on down until it costs throughput: on a flat curve (Ollama's slots) the
+window descends to the knee instead of holding latency it does not need.
 """
 
 from __future__ import annotations
@@ -120,13 +122,19 @@ class AdaptiveWindowPolicy:
         return self._limit
 
     def _after_shrink(self, sample: WindowSample) -> int:
-        # Within a third of the gain of the level before: the same throughput, less latency.
-        # (Half of it let noise ratchet the window down a concave curve, probe by probe.)
-        if sample.throughput >= self._base_throughput * (1 - self._gain / 3):
-            self._settle(sample.throughput)  # same throughput with less latency: keep it
+        # Within a third of the gain of the level before the first step down: the same
+        # throughput with less latency. The reference stays that level for the whole
+        # descent, so small losses do not add up (half the gain, against each previous
+        # step, let noise ratchet the window down a concave curve).
+        reference = self._base_throughput
+        if sample.throughput < reference * (1 - self._gain / 3):
+            self._limit = self._base_limit  # the last window that kept the throughput
+            self._settle(reference)
+        elif self._limit > self._min:
+            self._base_limit = self._limit  # keep it, and try one step lower
+            self._limit = self._clamp(min(self._limit - 1, self._limit / 1.25))
         else:
-            self._limit = self._base_limit
-            self._settle(self._base_throughput)
+            self._settle(sample.throughput)
         return self._limit
 
     def _hold(self, sample: WindowSample) -> int:

@@ -63,3 +63,17 @@ def test_respects_bounds() -> None:
 def test_fixed_policy_never_moves() -> None:
     policy = FixedWindowPolicy(8)
     assert policy.next_limit(WindowSample(8, 1.0, 8, overloaded=True)) == 8
+
+
+def ollama_like(window: int) -> float:
+    """Four slots: flat from 4 in flight on, more only queues (Ollama's parallel slots)."""
+    return 28.0 * min(window, 4) / 4
+
+
+def test_descends_a_flat_curve_to_its_knee() -> None:
+    policy = AdaptiveWindowPolicy(start=32, minimum=1, maximum=512)
+    limits = settle(policy, ollama_like, 32, 60)
+    late = limits[30:]
+    assert max(late) <= 6  # not 32: the latency of queued requests bought nothing
+    assert min(ollama_like(x) for x in late) >= 0.75 * 28.0  # probes included
+    assert sum(ollama_like(x) for x in late) / len(late) >= 0.95 * 28.0
