@@ -122,12 +122,12 @@ class AdaptiveWindowPolicy:
         return self._limit
 
     def _after_shrink(self, sample: WindowSample) -> int:
-        # Within a third of the gain of the level before the first step down: the same
+        # Within half the gain of the level before the first step down: the same
         # throughput with less latency. The reference stays that level for the whole
-        # descent, so small losses do not add up (half the gain, against each previous
-        # step, let noise ratchet the window down a concave curve).
+        # descent, so small losses do not add up (measured against each previous step,
+        # noise ratcheted the window down a concave curve).
         reference = self._base_throughput
-        if sample.throughput < reference * (1 - self._gain / 3):
+        if sample.throughput < reference * (1 - self._gain / 2):
             self._limit = self._base_limit  # the last window that kept the throughput
             self._settle(reference)
         elif self._limit > self._min:
