@@ -52,7 +52,6 @@ def open_clients(
         demand,
         # Resume with half the buffer still full: it must outlast the refetch (see buffer).
         resume_at=lambda: max(1, settings.window.buffer // 2),
-        track_metadata=exactly_once,
     )
     txn = None
     if exactly_once:

@@ -90,9 +90,12 @@ class OutcomePublisher:
         becomes a dead letter; a dead letter goes without its value, its headers saying
         where the original still lies (source topic, partition, offset)."""
         job, worker = outcome.job, self._worker_id
-        log.error("%s; sending a dead letter without the value", error.message,
-                  extra={"request_id": job.request_id, "partition": job.source.partition,
-                         "offset": job.offset})  # fmt: skip
+        where = {
+            "request_id": job.request_id,
+            "partition": job.source.partition,
+            "offset": job.offset,
+        }
+        log.error("%s; sending a dead letter without the value", error.message, extra=where)
         if outcome.destination == "result":
             outcome = dead_letter(job, error, worker)
             try:

@@ -65,7 +65,6 @@ class RequestSource:
             worker can take (0 or less pauses the partitions).
         resume_at: called with no argument; the demand at which paused partitions resume
             (hysteresis: each pause drops librdkafka's prefetched data, so not too often).
-        track_metadata: keep a copy of the group's metadata for transactional commits.
     """
 
     def __init__(
@@ -75,8 +74,6 @@ class RequestSource:
         listener: SourceListener,
         demand: Callable[[], int],
         resume_at: Callable[[], int],
-        *,
-        track_metadata: bool = False,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -99,7 +96,6 @@ class RequestSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-source", daemon=True)
         self.last_poll_monotonic = 0.0
-        self._track_metadata = track_metadata
         self._commits_in_flight = 0  # asynchronous commits without a result yet
         self._metadata: object = None
 
@@ -113,12 +109,12 @@ class RequestSource:
         return len(self._epochs)
 
     def group_metadata(self) -> object:
-        """The group's metadata for transactional offset commits, as of the last poll or
-        rebalance callback.
+        """The group's metadata for transactional offset commits, as of the last rebalance.
 
-        Read by other threads from a copy the polling thread refreshes: a call into the
-        consumer from another thread waits for the consumer's lock, which the polling loop
-        takes back at once and may hold for good (the transaction would never commit).
+        Read by other threads from a copy the rebalance callbacks refresh (every rebalance
+        calls one, with an empty list when this member's partitions do not change): a call
+        into the consumer from another thread waits for the consumer's lock, which the
+        polling loop takes back at once and may hold for good (no transaction would commit).
         """
         return self._metadata
 
@@ -135,8 +131,8 @@ class RequestSource:
     def stop(self, final_commit: Callable[[], dict[PartitionKey, int]]) -> None:
         """Commits ``final_commit()`` in the thread, leaves the group and closes.
 
-        Waits for the close at most ``_CLOSE_TIMEOUT_S``: the final commit is done by then,
-        and a consumer that cannot close must not keep the process from exiting.
+        Waits at most ``_LEAVE_TIMEOUT_S + _CLOSE_TIMEOUT_S``: a consumer that cannot close
+        must not keep the process from exiting (its offsets are committed by then).
         """
         # Asynchronous: a synchronous commit while a rebalance is pending waits for the
         # rebalance, which waits for this thread to poll (it hung shutdowns). The leave
@@ -162,8 +158,6 @@ class RequestSource:
                 # does return is delivered, never dropped (a skipped offset would be lost).
                 wanted = min(max(self._demand(), 1), _MAX_CONSUME)
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
-                if self._track_metadata:
-                    self._metadata = self._consumer.consumer_group_metadata()
             self._drain_commands()
             self._leave_group()
         except Exception:
@@ -283,6 +277,7 @@ class RequestSource:
         self._release(partitions, lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._metadata = consumer.consumer_group_metadata()
         self._release(partitions, lost=True)
 
     def _release(self, partitions: list[TopicPartition], *, lost: bool) -> None:
