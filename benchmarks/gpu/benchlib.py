@@ -10,6 +10,7 @@ import importlib
 import json
 import math
 import re
+import subprocess
 import sys
 import time
 import urllib.error
@@ -133,15 +134,32 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def gpu_sample(path: Path, interval_s: float = 0.5) -> None:
-    """Appends GPU utilisation samples to ``path`` until the process is killed."""
-    nvml: Any = importlib.import_module("pynvml")  # nvidia-ml-py, in the device image
-    nvml.nvmlInit()
-    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    """Appends GPU utilisation samples to ``path`` until the process is killed.
+
+    Reads NVML through ``pynvml`` (nvidia-ml-py, in the vLLM bundle) where it imports, else
+    asks ``nvidia-smi`` each time.
+    """
+    try:
+        nvml: Any = importlib.import_module("pynvml")
+        nvml.nvmlInit()
+        handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    except (ImportError, OSError, AttributeError):
+        handle = None
+
+    def sample() -> tuple[int, int]:
+        if handle is not None:
+            util = nvml.nvmlDeviceGetUtilizationRates(handle)
+            return util.gpu, nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20
+        query = ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu,memory.used"]
+        query.append("--format=csv,noheader,nounits")
+        reply = subprocess.run(query, capture_output=True, text=True, check=True).stdout
+        util_pct, used_mib = reply.split(",")
+        return int(util_pct), int(used_mib)
+
     with path.open("a", buffering=1) as out:
         while True:
-            util = nvml.nvmlDeviceGetUtilizationRates(handle)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            out.write(f"{time.time():.3f},{util.gpu},{memory.used // 2**20}\n")
+            util_pct, used_mib = sample()
+            out.write(f"{time.time():.3f},{util_pct},{used_mib}\n")
             time.sleep(interval_s)
 
 

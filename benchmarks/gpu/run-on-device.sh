@@ -15,6 +15,8 @@
 #   serve-sweep   vllm bench serve at each concurrency of $SWEEP (CONC:PROMPTS ...)
 #   e2e-noschema  worker, adaptive window, no schema (batch lines, ignore_eos), $N_E2E requests
 #   e2e-fixed128  the same with a fixed window of 128;  e2e-adaptive128: adaptive, starting at 128
+#   e2e-fixedN    any fixed window N (e2e-fixed256, e2e-fixed512, ...), $N_E2E requests
+#   e2e-schema-fixedN  as e2e-adaptive with a fixed window of N, $N_ADAPTIVE requests
 #   e2e-fixed8    worker, fixed window of 8, same requests as e2e-noschema, $N_FIXED8 of them
 #   e2e-adaptive  worker, adaptive window, structured output on (native requests), $N_ADAPTIVE
 #   e2e-2gpu      ONE consumer group, two workers, worker i on engine i (ports 8000, 8001),
@@ -43,7 +45,8 @@ DIRECT=${DIRECT:-"chat:128:1500 completions:128:1500"}
 N_SCHEMA=${N_SCHEMA:-10000}                  # schema requests synthesized (setup)
 N_ADAPTIVE=${N_ADAPTIVE:-$N_SCHEMA}          # e2e-adaptive (the drain of 10,000); <= N_SCHEMA
 N_NOSCHEMA=${N_NOSCHEMA:-10000}              # no-schema requests synthesized (setup)
-N_E2E=${N_E2E:-5000}                         # offline noschema, e2e-noschema/-fixed128/-adaptive128
+N_E2E=${N_E2E:-5000}                         # offline noschema, e2e-fixedN/-adaptive128
+N_NOSCHEMA_E2E=${N_NOSCHEMA_E2E:-$N_E2E}     # e2e-noschema (10000: the drain of 10,000)
 N_2GPU=${N_2GPU:-10000}                      # e2e-2gpu; at most N_NOSCHEMA
 N_FIXED8=${N_FIXED8:-800}
 N_OFFLINE_SCHEMA=${N_OFFLINE_SCHEMA:-500}
@@ -279,16 +282,21 @@ e2e() {  # NAME COUNT FILE RATE_HINT(offline run or req/s) E2E_ARGS... (--engine
 # Batch lines (passed through unjudged) carry ignore_eos and a fixed length: comparable with the
 # offline and bench serve runs. Native requests with the schema are the production path.
 phase_e2e_noschema() {
-  e2e noschema "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+  e2e noschema "$N_NOSCHEMA_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
     --window-policy adaptive
 }
 phase_e2e_fixed8() {
   e2e fixed8 "$N_FIXED8" "$W/requests-noschema.jsonl" 8 --no-structured-output \
     --window-policy fixed --window 8
 }
-phase_e2e_fixed128() {
-  e2e fixed128 "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
-    --window-policy fixed --window 128
+phase_e2e_fixed128() { e2e_fixed 128; }
+e2e_fixed() {  # WINDOW
+  e2e "fixed$1" "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
+    --window-policy fixed --window "$1" --window-max "$1"
+}
+e2e_schema_fixed() {  # WINDOW
+  e2e "schema-fixed$1" "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
+    --max-tokens "$SCHEMA_MAX_TOKENS" --window-policy fixed --window "$1" --window-max "$1"
 }
 phase_e2e_adaptive128() {
   e2e adaptive128 "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
@@ -316,13 +324,18 @@ declare -A COST=([bundle]=90 [setup]=90 [offline]=240 [server-start]=5 [server-w
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
   [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-2gpu]=150)
 
-python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>/dev/null & SAMPLER=$!
+py "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>> "$LOG/gpu-sample.log" & SAMPLER=$!
 for phase in "$@"; do
-  [ -n "${COST[$phase]:-}" ] || { say "unknown phase $phase"; exit 2; }
-  fits "${COST[$phase]}" "$phase" || continue
+  if [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-(schema-)?fixed([0-9]+)$ ]]; then
+    run=(e2e_${BASH_REMATCH[1]:+schema_}fixed "${BASH_REMATCH[2]}"); cost=120
+  else
+    [ -n "${COST[$phase]:-}" ] || { say "unknown phase $phase"; exit 2; }
+    run=("phase_${phase//-/_}"); cost=${COST[$phase]}
+  fi
+  fits "$cost" "$phase" || continue
   say "== $phase"
   t=$(date +%s.%N)
-  "phase_${phase//-/_}"; rc=$?
+  "${run[@]}"; rc=$?
   mark "$phase" "$t" $rc
   say "== $phase rc=$rc"
   # Without these the later phases cannot run; the others may fail alone.
