@@ -5,9 +5,10 @@ vLLM's scheduler does: running sequences first (one token each while decoding, t
 while prefilling), then waiting sequences in arrival order while a slot (``max_num_seqs``), token
 budget (``max_num_batched_tokens``) and KV room remain. The step lasts::
 
-    step_base_s + per_seq_s * n + per_seq_sq_s * n**2 + per_prefill_token_s * prefill_tokens
+    step_base_s + per_seq_s * n + per_seq_sq_s * n * streamed + per_prefill_token_s * prefill_tokens
 
-with ``n`` the sequences in the step (see :mod:`consumer.local.sim_profile` for each term).
+with ``n`` the sequences in the step, ``streamed`` those a client follows token by token (see
+:mod:`consumer.local.sim_profile` for each term).
 
 :meth:`BatchPlanner.complete` applies it: every sequence whose prompt is now computed samples one
 token; a sequence that reaches its length finishes. Time never passes here: the asyncio
@@ -126,7 +127,8 @@ class BatchPlanner:
             budget -= admitted[1]
         if not work:
             return None
-        return StepPlan(tuple(work), prefill, self._duration(len(work), prefill))
+        streamed = sum(1 for seq, _ in work if seq.streaming)
+        return StepPlan(tuple(work), prefill, self._duration(len(work), streamed, prefill))
 
     def complete(self, plan: StepPlan, now: float) -> list[Sequence]:
         """Applies a planned step; returns the sequences it advanced (finished ones included)."""
@@ -184,7 +186,7 @@ class BatchPlanner:
         seq.finished_at = now
         self.finished_total[seq.finish_reason] = self.finished_total.get(seq.finish_reason, 0) + 1
 
-    def _duration(self, sequences: int, prefill_tokens: int) -> float:
+    def _duration(self, sequences: int, streamed: int, prefill_tokens: int) -> float:
         p = self.profile
-        per_seq = p.per_seq_s + p.per_seq_sq_s * sequences
-        return p.step_base_s + per_seq * sequences + p.per_prefill_token_s * prefill_tokens
+        per_seq = p.per_seq_s * sequences + p.per_seq_sq_s * sequences * streamed
+        return p.step_base_s + per_seq + p.per_prefill_token_s * prefill_tokens

@@ -56,11 +56,13 @@ def closed_loop(
     output_tokens: int = 200,
     shared_prefix_tokens: int = 0,
     measured_requests: int | None = None,
+    streaming: bool = True,
 ) -> LoadPoint:
     """Runs ``concurrency`` closed-loop clients in virtual time and measures the steady state.
 
     The first ``concurrency`` completions warm the engine up and are not counted; then
     ``measured_requests`` (default ``max(3 * concurrency, 60)``) completions are timed.
+    ``streaming`` clients follow every token (``vllm bench serve``); the worker does not.
     """
     planner = BatchPlanner(profile)
     measured = measured_requests or max(3 * concurrency, 60)
@@ -71,7 +73,8 @@ def closed_loop(
         nonlocal issued
         text = make_prompt(issued, prompt_tokens, shared_prefix_tokens)
         hashes = block_hashes(text, profile.block_tokens)
-        planner.add(Sequence(prompt_tokens, output_tokens, "", block_hashes=hashes), now)
+        seq = Sequence(prompt_tokens, output_tokens, "", block_hashes=hashes, streaming=streaming)
+        planner.add(seq, now)
         issued += 1
 
     for _ in range(concurrency):

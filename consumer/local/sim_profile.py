@@ -3,49 +3,48 @@
 A profile says how long one engine step takes and how many sequences a step may carry. The step
 model (see :mod:`consumer.local.batch_planner`) is::
 
-    step_s = step_base_s + per_seq_s * n + per_seq_sq_s * n**2 + per_prefill_token_s * prefill
+    step_s = step_base_s + per_seq_s * n + per_seq_sq_s * n * streamed + per_prefill_token_s * pre
 
-where ``n`` is the number of sequences in the step and ``prefill`` its uncached prompt tokens;
-every running sequence decodes one token per step.
+where ``n`` is the number of sequences in the step, ``streamed`` those whose client follows every
+token (a stream) and ``pre`` the step's uncached prompt tokens; every running sequence decodes
+one token per step.
 
-``vllm`` is calibrated against the H200 figures in ``GPU.md`` (vLLM 0.26, gemma-3-1b shape, 2000
-prompt / 200 output tokens, ``vllm bench serve`` over HTTP): 11.0 req/s at 8 concurrent, 30.6 at
-64 and 29.5 at 1024 (median time to first token 13 s) with the defaults; 36.8 at 128 and 35.0 at
-256 with ``--max-num-batched-tokens 16384``; 40.1 at 128 with a 600-token prefix shared by all
-prompts. A second H200 run (2000-token prompts, ~175 output tokens, one API server) gave 44.5 at
-64, 53.5 at 128 and 40.3 at 256. Throughput peaks between 64 and 128 concurrent and *declines*
-beyond, because part of each step's work grows faster than the batch.
+``vllm`` is calibrated against H200 figures (vLLM 0.26, gemma-3-1b shape, ~2000 prompt / ~175-200
+output tokens, ``--max-num-batched-tokens 16384``). Two curves, from two kinds of client:
+
+* streamed (``vllm bench serve``, GPU.md and BENCHMARKS §1 runs 2-3): 11.0 req/s at 8
+  concurrent, 30.6 at 64, 36.8 at 128, 35.0 at 256, 29.5 at 1024 (median time to first token
+  13 s); 40.1 at 128 with a 600-token prefix shared by all prompts. It peaks between 64 and 160
+  and *declines* beyond: the single API-server process sends every running request's token as
+  an event each step, and each event costs more the more streams are open.
+* not streamed (the worker, ``direct.py``; BENCHMARKS §1 run 3): relative to 128 concurrent
+  0.35 at 8, 1.10 at 256, 1.18 at 512 (11.7 s median latency there). It rises up to the slot
+  limit: a bigger batch spreads each step's fixed cost over more sequences.
 
 With ``n`` requests running in a closed loop, a step carries ``n`` sequences and on average
 ``10 n`` prefill tokens (2000 prompt tokens spread over 200 decode steps), so a request takes 200
-steps of ``t(n) = step_base_s + (per_seq_s + 10 per_prefill_token_s) n + per_seq_sq_s n**2`` and
-throughput is ``n / (200 t(n))``: it rises while the fixed cost dominates, peaks at
-``n* = sqrt(step_base_s / per_seq_sq_s)`` and falls as the square term takes over. The terms are
-solved from the figures above:
+steps of ``t(n) = step_base_s + (per_seq_s + 10 per_prefill_token_s) n + per_seq_sq_s n**2``
+(streamed) and throughput is ``n / (200 t(n))``: it rises while the fixed cost dominates, peaks at
+``n* = sqrt(step_base_s / per_seq_sq_s)`` and falls as the square term takes over. Without
+streams the square term is gone and throughput approaches ``1 / (200 (per_seq_s + 10
+per_prefill_token_s))``. The terms are solved from the figures above:
 
 * ``per_prefill_token_s`` 3.8 us: prefill compute per uncached prompt token. With a 600-token
   prefix shared by every prompt it yields the ~9 % gain of 36.8 -> 40.1 req/s.
-* ``per_seq_sq_s`` 0.12 us: per-step work that grows with the square of the sequences in the
-  step. Each step the single API-server process handles every running request's new token
-  (detokenizes and streams it), and each of those costs more the more requests are open (the
-  scheduler walks its queues, the event loop serves one stream per client, batch-wide
-  structures grow): ``n`` requests times a cost rising with ``n``. With ``step_base_s`` it puts
-  the peak at ``n*`` = 144, between the 128 and 256 rows of both runs.
+* ``per_seq_sq_s`` 0.12 us, per streamed sequence and sequence in the step: the API server's
+  per-event cost. With ``step_base_s`` it puts the streamed peak at ``n*`` = 144.
 * ``step_base_s`` 2.5 ms: the fixed cost of one forward pass (kernel launches, reading the
-  weights). It is what small batches waste: it sets 8 concurrent at about a third of the peak
-  (11.0 against 30-37 req/s).
+  weights). It is what small batches waste: it sets 8 concurrent at about a third of 128.
 * ``per_seq_s`` 60 us: the cost each sequence adds to a step (attention over its KV, sampling).
-  It sets the level: 17 ms steps at 128 running, 37.7 req/s at the peak (GPU.md: 36.8 at 128
-  with ``--max-num-batched-tokens 16384``, the figure our benchmarks compare with).
+  It sets the level: 17 ms steps at 128 running, 37.7 req/s at the streamed peak.
 * ``max_num_seqs`` 512 (vLLM's default is 1024): at 1024 concurrent the real server kept only
   about 640 requests in the batch; the rest waited ~13 s for their first token (Little's law:
-  29.5 req/s x 13 s = ~380 waiting). A slot limit of 512 reproduces that queue: 1024 clients
-  get ~30 req/s, as many as 512 do, with ~17 s to the first token, instead of a batch of 1024
-  that the square term would slow to half the peak.
+  29.5 req/s x 13 s = ~380 waiting). A slot limit of 512 reproduces that queue.
 
-Closed-loop requests/s (:func:`consumer.local.sim_calibration.closed_loop`, same prompts): 11.5
-at 8, 34.6 at 64, 37.6 at 128, 37.7 at 144, 36.0 at 256, 30.2 at 512 and 30.4 at 1024, i.e.
-0.31, 0.92, 1, 0.96 and 0.81 of the value at 128 for 8, 64, 128, 256 and 1024.
+Closed-loop requests/s (:func:`consumer.local.sim_calibration.closed_loop`, same prompts),
+streamed: 12.2 at 8, 34.6 at 64, 37.7 at 128, 36.0 at 256, 30.1 at 512 and 30.4 at 1024 (0.32,
+0.92, 1, 0.96, 0.80 and 0.81 of 128); not streamed: 12.2, 36.5, 42.6, 46.3, 48.1 and 48.6 (0.29,
+0.86, 1, 1.09, 1.13 and 1.14 of 128; 10.6 s latency at 512).
 
 ``ollama`` models a llama.cpp runner with ``num_parallel`` slots (``OLLAMA_NUM_PARALLEL``) on a
 consumer GPU, about 80 tokens/s for a single stream, and a pending queue of ``max_queue``

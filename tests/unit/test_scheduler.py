@@ -14,9 +14,12 @@ from consumer.local.sim_profile import load_profile
 from consumer.local.tokens import block_hashes
 
 
-def _seq(prompt_tokens: int = 100, output_tokens: int = 10, text: str = "") -> Sequence:
+def _seq(
+    prompt_tokens: int = 100, output_tokens: int = 10, text: str = "", streaming: bool = False
+) -> Sequence:
     hashes = block_hashes(text, 16) if text else ()
-    return Sequence(prompt_tokens, output_tokens, "x" * 4 * output_tokens, block_hashes=hashes)
+    out = "x" * 4 * output_tokens
+    return Sequence(prompt_tokens, output_tokens, out, block_hashes=hashes, streaming=streaming)
 
 
 LEVELS = (8, 16, 32, 64, 96, 128, 160, 256, 512, 1024)
@@ -74,26 +77,58 @@ def test_more_concurrency_past_the_peak_adds_latency_and_queueing(
     assert 8.0 <= vllm_curve[1024].mean_ttft_s <= 25.0
 
 
+@pytest.fixture(scope="module")
+def vllm_curve_not_streamed() -> dict[int, LoadPoint]:
+    """The same, clients waiting for whole answers (the worker, ``direct.py``)."""
+    profile = load_profile("vllm")
+    return {
+        c: closed_loop(profile, c, measured_requests=max(2 * c, 40), streaming=False)
+        for c in LEVELS
+    }
+
+
+@pytest.mark.timeout(60)
+def test_without_streaming_throughput_rises_up_to_the_slot_limit(
+    vllm_curve_not_streamed: dict[int, LoadPoint],
+) -> None:
+    relative = _relative(vllm_curve_not_streamed)
+    # Run 3 on one H200, our client without streaming: 0.35 at 8, 1.10 at 256, 1.18 at 512
+    # relative to 128; 11.7 s median latency at 512.
+    assert 0.25 <= relative[8] <= 0.38
+    assert 1.04 <= relative[256] <= 1.15
+    assert 1.08 <= relative[512] <= 1.25
+    rates = [vllm_curve_not_streamed[c].requests_per_s for c in LEVELS if c <= 512]
+    assert rates == sorted(rates)
+    assert 8.0 <= vllm_curve_not_streamed[512].mean_latency_s <= 14.0
+    # Past max_num_seqs (512) requests only queue.
+    assert relative[1024] == pytest.approx(relative[512], rel=0.05)
+
+
 @pytest.mark.timeout(30)
-def test_the_step_cost_grows_with_the_square_of_the_batch() -> None:
+@pytest.mark.parametrize("streaming", [True, False])
+def test_the_step_cost_grows_with_the_square_of_the_streamed_batch(streaming: bool) -> None:
     profile = load_profile("vllm", prefix_caching=False)
     durations = {}
     for n in (1, 100, 200):
         planner = BatchPlanner(profile)
         for _ in range(n):
-            planner.add(_seq(prompt_tokens=1, output_tokens=5), 0.0)
+            planner.add(_seq(prompt_tokens=1, output_tokens=5, streaming=streaming), 0.0)
         plan = planner.plan(0.0)
         assert plan is not None
         assert plan.prefill_tokens == n
         expected = (
             profile.step_base_s
             + profile.per_seq_s * n
-            + profile.per_seq_sq_s * n * n
+            + profile.per_seq_sq_s * n * (n if streaming else 0)
             + profile.per_prefill_token_s * n
         )
         assert plan.duration_s == pytest.approx(expected)
         durations[n] = plan.duration_s
-    assert durations[200] - durations[100] > durations[100] - durations[1]
+    first, second = (durations[100] - durations[1]) / 99, (durations[200] - durations[100]) / 100
+    if streaming:
+        assert second > 1.2 * first
+    else:
+        assert second == pytest.approx(first)
 
 
 def test_only_the_vllm_profile_has_a_square_term() -> None:
