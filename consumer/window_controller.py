@@ -1,15 +1,25 @@
 """Samples what the engine does at the current window and applies the policy.
 
-A sample lasts at least ``interval_s`` and until about one window's worth of
-requests completed, so each one spans a full turnover of the engine's batch; the
-first stretch after a change is not measured (the engine is still filling up).
+After a change the controller first lets one turnover of the window complete (the
+requests admitted under the old limit finish and the batch refills under the new
+one: measured earlier, a step down reads high while the engine drains and a step up
+reads low while it prefills, which walked the window down on a real H200). A sample
+then lasts at least ``interval_s`` and ``_MIN_TURNOVERS`` turnovers, and goes on until
+its rate is known to within ``_PRECISION`` (relative standard error, by batch means
+over one-turnover batches) or it reaches ``_MAX_TURNOVERS`` turnovers or
+``_MAX_SAMPLE_INTERVALS`` intervals. An overload signal ends it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
+import math
+import statistics
 import time
+from collections.abc import Sequence
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
@@ -19,11 +29,39 @@ from consumer.window_policy import WindowPolicy, WindowSample
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.1
-# A sample waits for _TURNOVERS turnovers of the window, but no longer than this many
-# intervals (~5 minutes at 2 s): an engine with structured output and a slow model may take
-# half a minute per request, and a sample shorter than a request measures nothing.
+_CHECK_TICKS = 10  # the precision is checked once a second
+# Engines complete requests in bursts (sequences admitted together finish together): at one
+# turnover a rate is ±15% on an H200. The error is estimated from one-turnover batches, which
+# takes a few of them.
+_MIN_TURNOVERS = 4
+_MAX_TURNOVERS = 12
+_PRECISION = 0.015  # half the adaptive policy's 3% gain
+# No sample lasts longer than this many intervals (~5 minutes at 2 s): an engine with
+# structured output and a slow model may take half a minute per request.
 _MAX_SAMPLE_INTERVALS = 150
-_TURNOVERS = 3
+
+
+def relative_error(times: Sequence[float], start: float, end: float, batches: int) -> float:
+    """Relative standard error of the completion rate, by the method of batch means.
+
+    Args:
+        times: completion times in order, all within ``[start, end]``.
+        start, end: the span measured.
+        batches: equal parts the span is cut into (about one turnover each, so a cohort of
+            requests finishing together falls within one part rather than between two).
+
+    Returns:
+        The standard error of the mean of the parts' rates over that mean; ``inf`` with
+        fewer than two parts or no completion.
+    """
+    span = end - start
+    if batches < 2 or span <= 0 or not times:
+        return math.inf
+    width = span / batches
+    bounds = [bisect.bisect_right(times, start + i * width) for i in range(batches)]
+    bounds.append(len(times))
+    rates = [(b - a) / width for a, b in itertools.pairwise(bounds)]
+    return statistics.stdev(rates) / math.sqrt(batches) / (len(times) / span)
 
 
 class WindowController:
@@ -44,11 +82,14 @@ class WindowController:
         self._interval_s = interval_s
         self._completed = 0
         self._overloads = 0
+        self._times: list[float] | None = None  # completion times while a sample runs
         self.history: list[tuple[float, int, float]] = []  # (time, limit, throughput)
 
     def completed(self) -> None:
         """Called once per finished engine request."""
         self._completed += 1
+        if self._times is not None:
+            self._times.append(time.monotonic())
 
     def overloaded(self) -> None:
         """Called when the engine signals overload (429 / 503 busy)."""
@@ -66,27 +107,35 @@ class WindowController:
             self.history.append((time.monotonic(), sample.limit, sample.throughput))
             if limit != self._window.limit:
                 log.info(
-                    "window %d -> %d (%.1f req/s, %.0f in flight%s)",
+                    "window %d -> %d (%.1f req/s ± %.1f%%, %.0f in flight, %.0f s%s)",
                     sample.limit,
                     limit,
                     sample.throughput,
+                    100 * sample.relative_error,
                     sample.mean_in_flight,
+                    sample.seconds,
                     ", overloaded" if sample.overloaded else "",
                 )
                 self._window.set_limit(limit)
                 self._metrics.window_limit.set(limit)
 
     async def _warm_up(self) -> None:
-        """Lets half a window of requests complete at the current limit first."""
-        target = self._completed + self._window.limit // 2
+        """Lets one turnover complete: what was in flight at the change, or a full window."""
+        target = self._completed + max(self._window.limit, self._window.in_flight)
         deadline = time.monotonic() + self._interval_s * _MAX_SAMPLE_INTERVALS
         while self._completed < target and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_TICK_S)  # a tick, not a stand-in for an event: a timed sample
 
     async def _sample(self) -> WindowSample | None:
-        limit = self._window.limit
-        started, completed0, overloads0 = time.monotonic(), self._completed, self._overloads
-        in_flight_sum, ticks = 0.0, 0
+        self._times = []
+        try:
+            return await self._measure(self._window.limit, self._times)
+        finally:
+            self._times = None
+
+    async def _measure(self, limit: int, times: list[float]) -> WindowSample | None:
+        started, overloads0 = time.monotonic(), self._overloads
+        in_flight_sum, ticks, error = 0.0, 0, math.inf
         deadline = started + self._interval_s * _MAX_SAMPLE_INTERVALS
         while True:
             await asyncio.sleep(_TICK_S)
@@ -95,20 +144,23 @@ class WindowController:
             now = time.monotonic()
             if self._window.limit != limit:
                 return None  # someone else moved it (the circuit); start over
-            done = self._completed - completed0
-            # Engines complete requests in bursts; a sample must span several turnovers of
-            # the window or its noise (±15% at one turnover on an H200) hides the trend.
-            turnovers = done / max(1, limit)
-            # An overload signal ends the sample at once: backing off cannot wait minutes.
-            enough = turnovers >= _TURNOVERS or self._overloads > overloads0 or now >= deadline
-            if now - started >= self._interval_s and enough:
-                break
+            if self._overloads > overloads0 or now >= deadline:
+                break  # backing off cannot wait minutes
+            turnovers = len(times) // max(1, limit)
+            if now - started < self._interval_s or turnovers < _MIN_TURNOVERS:
+                continue
+            if ticks % _CHECK_TICKS == 0 or turnovers >= _MAX_TURNOVERS:
+                error = relative_error(times, started, now, turnovers)
+                if error <= _PRECISION or turnovers >= _MAX_TURNOVERS:
+                    break
         overloaded = self._overloads > overloads0 or await self._engine_queue_full(limit)
         return WindowSample(
             limit=limit,
-            throughput=(self._completed - completed0) / (now - started),
+            throughput=len(times) / (now - started),
             mean_in_flight=in_flight_sum / max(1, ticks),
             overloaded=overloaded,
+            relative_error=error,
+            seconds=now - started,
         )
 
     async def _engine_queue_full(self, limit: int) -> bool:

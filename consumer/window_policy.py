@@ -13,6 +13,7 @@ window descends to the knee instead of holding latency it does not need.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -29,12 +30,16 @@ class WindowSample:
         mean_in_flight: average requests in the engine (demand saturates the window
             when it is close to ``limit``).
         overloaded: the engine signalled overload (429, Ollama 503, a vLLM queue).
+        relative_error: the throughput's relative standard error, where it was estimated.
+        seconds: how long the sample lasted.
     """
 
     limit: int
     throughput: float
     mean_in_flight: float
     overloaded: bool
+    relative_error: float = math.inf
+    seconds: float = 0.0
 
 
 class WindowPolicy(Protocol):
@@ -58,12 +63,22 @@ class FixedWindowPolicy:
 class AdaptiveWindowPolicy:
     """Hill climbing on throughput, with multiplicative back-off on overload.
 
+    One rule compares two windows, whichever way a step went: the larger one is worth it
+    when its throughput is at least ``(large / small) ** log2(1 + gain)`` times the
+    smaller one's, i.e. ``gain`` more per doubling (3%: +0.96% for a step of x1.25). A
+    step up that meets it is kept, a step down that keeps more than its share is kept.
+    Being the same rule both ways, it cannot ratchet: with a looser rule for steps down
+    than for steps up, a curve that still rose gently (vLLM answering whole replies: +4%
+    per doubling up to 512) was walked down step by step, each step down allowed and each
+    step back up refused. The window settles where the curve's elasticity falls below
+    ``log2(1 + gain)``.
+
     Args:
         start: initial limit.
         minimum: lowest limit.
         maximum: highest limit.
-        growth: factor of an upward step.
-        gain: relative throughput gain an upward step must bring to be kept.
+        growth: factor of a step up while climbing from ``start`` (later probes step x1.25).
+        gain: relative throughput gain a doubling of the window must bring.
         probe_every: intervals at a stable limit between two probes.
     """
 
@@ -73,21 +88,27 @@ class AdaptiveWindowPolicy:
         minimum: int,
         maximum: int,
         *,
-        growth: float = 1.5,
+        growth: float = 2.0,
         gain: float = 0.03,
         probe_every: int = 8,
     ) -> None:
         self._min, self._max = minimum, maximum
         self._limit = self._clamp(start)
-        self._growth, self._gain, self._probe_every = growth, gain, probe_every
+        self._step, self._probe_every = growth, probe_every  # the climb's step, then x1.25
+        self._elasticity = math.log2(1 + gain)
         self._action: Action = "grow"  # start by climbing
-        self._base_limit = self._limit  # the limit a probe compares against
-        self._base_throughput = 0.0
+        self._base_limit = self._limit  # the last limit kept
+        self._base_throughput = 0.0  # its level
+        self._ref_limit, self._ref_throughput = self._limit, 0.0  # where a descent began
         self._stable = 0
         self._probe_down_next = False
 
     def _clamp(self, limit: float) -> int:
         return max(self._min, min(self._max, round(limit)))
+
+    def _larger_pays(self, large: tuple[int, float], small: tuple[int, float]) -> bool:
+        """Whether the larger (limit, throughput) brings its share over the smaller."""
+        return large[1] >= small[1] * (large[0] / small[0]) ** self._elasticity
 
     def next_limit(self, sample: WindowSample) -> int:
         if sample.overloaded:
@@ -106,32 +127,27 @@ class AdaptiveWindowPolicy:
         return self._limit
 
     def _after_grow(self, sample: WindowSample) -> int:
-        if (
-            sample.throughput >= self._base_throughput * (1 + self._gain)
-            and self._limit < self._max
-        ):
-            self._base_limit, self._base_throughput = self._limit, sample.throughput
-            self._limit = self._clamp(max(self._limit + 1, self._limit * self._growth))
-            return self._limit
-        if sample.throughput >= self._base_throughput * (1 + self._gain):
-            self._settle(sample.throughput)  # at the maximum and still gaining: stay
-        else:
+        here = (self._limit, sample.throughput)
+        if not self._larger_pays(here, (self._base_limit, self._base_throughput)):
             # The step did not pay: go back to where we came from.
             self._limit = self._base_limit
             self._settle(self._base_throughput)
+        elif self._limit < self._max:
+            self._base_limit, self._base_throughput = here
+            self._limit = self._clamp(max(self._limit + 1, self._limit * self._step))
+        else:
+            self._settle(sample.throughput)  # at the maximum and still gaining: stay
         return self._limit
 
     def _after_shrink(self, sample: WindowSample) -> int:
-        # Within half the gain of the level before the first step down: the same
-        # throughput with less latency. The reference stays that level for the whole
-        # descent, so small losses do not add up (measured against each previous step,
-        # noise ratcheted the window down a concave curve).
-        reference = self._base_throughput
-        if sample.throughput < reference * (1 - self._gain / 2):
-            self._limit = self._base_limit  # the last window that kept the throughput
-            self._settle(reference)
+        # Measured against the level where the descent began, so small losses do not add
+        # up (measured against each previous step, noise ratcheted the window down).
+        here = (self._limit, sample.throughput)
+        if self._larger_pays((self._ref_limit, self._ref_throughput), here):
+            self._limit = self._base_limit  # the last window that kept its share
+            self._settle(self._ref_throughput if self._base_limit == self._ref_limit else None)
         elif self._limit > self._min:
-            self._base_limit = self._limit  # keep it, and try one step lower
+            self._base_limit, self._base_throughput = here  # keep it, try one step lower
             self._limit = self._clamp(min(self._limit - 1, self._limit / 1.25))
         else:
             self._settle(sample.throughput)
@@ -146,17 +162,19 @@ class AdaptiveWindowPolicy:
         if self._stable < self._probe_every:
             return self._limit
         self._base_limit = self._limit
+        self._ref_limit, self._ref_throughput = self._limit, self._base_throughput
         self._probe_down_next = not self._probe_down_next
         if self._probe_down_next and self._limit > self._min:
             self._action = "shrink"
             self._limit = self._clamp(min(self._limit - 1, self._limit / 1.25))
         elif self._limit < self._max:
-            self._action = "grow"
+            self._action, self._step = "grow", 1.25
             self._limit = self._clamp(max(self._limit + 1, self._limit * 1.25))
         return self._limit
 
-    def _settle(self, throughput: float) -> None:
+    def _settle(self, throughput: float | None) -> None:
+        """Holds the current limit; ``throughput`` is its level (None: measure it afresh)."""
         self._action = "hold"
         self._base_limit = self._limit
-        self._base_throughput = throughput
+        self._base_throughput = throughput or 0.0
         self._stable = 0

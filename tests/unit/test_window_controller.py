@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import EngineLoad
 from consumer.metrics import Metrics
-from consumer.window_controller import WindowController
+from consumer.window_controller import WindowController, relative_error
 from consumer.window_policy import WindowSample
 
 INTERVAL_S = 0.01
@@ -63,8 +64,8 @@ async def complete_every(control: WindowController, every_s: float) -> None:
         control.completed()
 
 
-def test_a_sample_of_a_slow_engine_spans_three_turnovers() -> None:
-    # 12 completions (3 turnovers of 4) take ~0.36 s: 36 intervals, more than the 15 that
+def test_a_sample_of_a_slow_engine_spans_four_turnovers() -> None:
+    # 16 completions (4 turnovers of 4) take ~0.48 s: 48 intervals, more than the 15 that
     # used to end a sample before a slow engine had finished one turnover.
     async def scenario() -> tuple[WindowSample, float]:
         control, policy, _ = controller(4)
@@ -74,9 +75,31 @@ def test_a_sample_of_a_slow_engine_spans_three_turnovers() -> None:
         return sample, time.monotonic() - started
 
     sample, elapsed = asyncio.run(scenario())
-    # Completions in the sample: warm-up takes 2, the sample itself at least 12.
-    assert sample.throughput * (elapsed - 2 * 0.03) >= 12 * 0.9
+    # Completions in the sample: warm-up takes a turnover (4), the sample itself at least 16.
+    assert sample.throughput * sample.seconds >= 16 * 0.9
+    assert elapsed >= sample.seconds + 4 * 0.03
     assert not sample.overloaded
+    assert sample.relative_error < float("inf")  # estimated, from four parts or more
+
+
+def test_a_bursty_engine_is_sampled_until_the_turnover_cap() -> None:
+    # Bursts of 1 and 7 completions in turn (a window of 4): one-turnover batches differ by
+    # far more than 1.5%, so the sample goes on to 12 turnovers (48 completions).
+    async def bursts(control: WindowController) -> None:
+        size = 1
+        while True:
+            await asyncio.sleep(0.06)
+            for _ in range(size):
+                control.completed()
+            size = 8 - size
+
+    async def scenario() -> WindowSample:
+        control, policy, _ = controller(4)
+        return await first_sample(control, policy, asyncio.create_task(bursts(control)))
+
+    sample = asyncio.run(scenario())
+    assert sample.relative_error > 0.015
+    assert sample.throughput * sample.seconds >= 48
 
 
 def test_an_overload_signal_ends_the_sample_without_waiting_for_turnovers() -> None:
@@ -85,7 +108,7 @@ def test_an_overload_signal_ends_the_sample_without_waiting_for_turnovers() -> N
         started = time.monotonic()
 
         async def feed() -> None:
-            await complete_every_n(control, 2)  # warm-up: half a window
+            await complete_every_n(control, 4)  # warm-up: a turnover
             await asyncio.sleep(0.3)  # three of the controller's ticks: the sample has begun
             control.overloaded()
             await asyncio.sleep(3600)
@@ -104,3 +127,15 @@ async def complete_every_n(control: WindowController, n: int) -> None:
     for _ in range(n):
         await asyncio.sleep(INTERVAL_S)
         control.completed()
+
+
+def test_relative_error_of_a_steady_rate_is_zero_and_of_bursts_large() -> None:
+    steady = [(i + 0.5) / 10 for i in range(100)]  # 10 completions a second for 10 s
+    assert relative_error(steady, 0.0, 10.0, 5) == 0.0
+    # 20 at once every 2 s: one-second parts hold 20 or 0 in turn.
+    bursts = [float(t) for t in range(1, 10, 2) for _ in range(20)]
+    error = relative_error(bursts, 0.0, 10.0, 10)
+    # stdev of 0, 20, 0, ... (10.54) / √10, over the mean rate of 10 a second
+    assert error == pytest.approx((1000 / 9) ** 0.5 / 10**0.5 / 10)
+    assert relative_error(steady, 0.0, 10.0, 1) == float("inf")  # one part says nothing
+    assert relative_error([], 0.0, 1.0, 2) == float("inf")  # nothing completed
