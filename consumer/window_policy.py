@@ -108,7 +108,8 @@ class AdaptiveWindowPolicy:
 
     def _larger_pays(self, large: tuple[int, float], small: tuple[int, float]) -> bool:
         """Whether the larger (limit, throughput) brings its share over the smaller."""
-        return large[1] >= small[1] * (large[0] / small[0]) ** self._elasticity
+        share: float = (large[0] / small[0]) ** self._elasticity
+        return large[1] >= small[1] * share
 
     def next_limit(self, sample: WindowSample) -> int:
         if sample.overloaded:

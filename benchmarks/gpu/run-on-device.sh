@@ -41,7 +41,7 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 BUDGET=${BUDGET:-555}                        # seconds this call may spend before the report
 SWEEP=${SWEEP:-"8:200 64:1000 128:1500 256:2000 512:2500"}
-DIRECT=${DIRECT:-"chat:128:1500 completions:128:1500"}
+DIRECT=${DIRECT:-"chat:128:1200 chat:256:1600 chat:512:2400"}
 N_SCHEMA=${N_SCHEMA:-10000}                  # schema requests synthesized (setup)
 N_ADAPTIVE=${N_ADAPTIVE:-$N_SCHEMA}          # e2e-adaptive (the drain of 10,000); <= N_SCHEMA
 N_NOSCHEMA=${N_NOSCHEMA:-10000}              # no-schema requests synthesized (setup)
