@@ -153,10 +153,11 @@ class WindowController:
                 error = relative_error(times, started, now, turnovers)
                 if error <= _PRECISION or turnovers >= _MAX_TURNOVERS:
                     break
+        throughput = len(times) / (now - started)  # before awaiting the engine's queue
         overloaded = self._overloads > overloads0 or await self._engine_queue_full(limit)
         return WindowSample(
             limit=limit,
-            throughput=len(times) / (now - started),
+            throughput=throughput,
             mean_in_flight=in_flight_sum / max(1, ticks),
             overloaded=overloaded,
             relative_error=error,
