@@ -83,7 +83,6 @@ class WindowController:
         self._completed = 0
         self._overloads = 0
         self._times: list[float] | None = None  # completion times while a sample runs
-        self.history: list[tuple[float, int, float]] = []  # (time, limit, throughput)
 
     def completed(self) -> None:
         """Called once per finished engine request."""
@@ -104,7 +103,6 @@ class WindowController:
             if sample is None:
                 continue
             limit = self._policy.next_limit(sample)
-            self.history.append((time.monotonic(), sample.limit, sample.throughput))
             if limit != self._window.limit:
                 log.info(
                     "window %d -> %d (%.1f req/s ± %.1f%%, %.0f in flight, %.0f s%s)",

@@ -146,7 +146,7 @@ class AdaptiveWindowPolicy:
         here = (self._limit, sample.throughput)
         if self._larger_pays((self._ref_limit, self._ref_throughput), here):
             self._limit = self._base_limit  # the last window that kept its share
-            self._settle(self._ref_throughput if self._base_limit == self._ref_limit else None)
+            self._settle(self._base_throughput)
         elif self._limit > self._min:
             self._base_limit, self._base_throughput = here  # keep it, try one step lower
             self._limit = self._clamp(min(self._limit - 1, self._limit / 1.25))
@@ -173,9 +173,9 @@ class AdaptiveWindowPolicy:
             self._limit = self._clamp(max(self._limit + 1, self._limit * 1.25))
         return self._limit
 
-    def _settle(self, throughput: float | None) -> None:
-        """Holds the current limit; ``throughput`` is its level (None: measure it afresh)."""
+    def _settle(self, throughput: float) -> None:
+        """Holds the current limit; ``throughput`` is its level (0: measure it afresh)."""
         self._action = "hold"
         self._base_limit = self._limit
-        self._base_throughput = throughput or 0.0
+        self._base_throughput = throughput
         self._stable = 0
