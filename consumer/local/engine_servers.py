@@ -20,7 +20,7 @@ from typing import ClassVar, Self
 import httpx
 
 from consumer.local.engines import HOST, SERVED_MODEL, EngineSetupError, _run, _tail
-from consumer.local.kafka import _die_with_parent_hook
+from consumer.local.processes import die_with_parent_hook
 
 
 class EngineServer:
@@ -64,7 +64,7 @@ class EngineServer:
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self._env, start_new_session=True, preexec_fn=_die_with_parent_hook(),
+                env=self._env, start_new_session=True, preexec_fn=die_with_parent_hook(),
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2.0) as client:

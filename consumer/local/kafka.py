@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import fcntl
 import hashlib
-import os
 import shutil
 import signal
 import socket
@@ -28,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -36,6 +34,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from consumer.errors import EvalstreamError
+from consumer.local import processes
 
 KAFKA_VERSION = "4.1.1"
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "local-kafka"
@@ -56,7 +55,6 @@ JVM_OPTIONS = (
 )
 
 _MARKER = ".complete"
-_PR_SET_PDEATHSIG = 1
 
 
 class LocalKafkaError(EvalstreamError):
@@ -127,23 +125,6 @@ def _port_open(port: int) -> bool:
 def _new_cluster_id() -> str:
     # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """Returns a ``preexec_fn`` that makes the child die with its parent (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Looked up here, in the parent: loading a library in the forked child is not safe.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        # The parent may have died between fork and prctl; no signal would ever come then.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
 
 
 def _write_properties(path: Path, properties: Mapping[str, str]) -> None:
@@ -248,12 +229,15 @@ class LocalKafka:
         self._shutdown(signal.SIGKILL, 30.0)
 
     def pause(self) -> None:
-        """Freezes the broker (SIGSTOP): connections stay open but nothing answers."""
-        os.kill(self._require_proc().pid, signal.SIGSTOP)
+        """Freezes the broker (SIGSTOP): connections stay open but nothing answers.
+
+        Returns once every thread of the JVM has stopped.
+        """
+        processes.stop(self._require_proc().pid)
 
     def resume(self) -> None:
-        """Lets a paused broker run again (SIGCONT)."""
-        os.kill(self._require_proc().pid, signal.SIGCONT)
+        """Lets a paused broker run again (SIGCONT); returns once no thread is stopped."""
+        processes.cont(self._require_proc().pid)
 
     def restart(self, timeout: float = 90.0) -> str:
         """Stops the broker cleanly if it runs, and starts it again on the same data and ports."""
@@ -349,7 +333,7 @@ class LocalKafka:
                     stderr=subprocess.STDOUT,
                     cwd=run_dir,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent_hook(),
+                    preexec_fn=processes.die_with_parent_hook(),
                 )
             except OSError as exc:
                 raise LocalKafkaError(f"cannot run {self._java}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Child processes of the demo and the tests: started, awaited, always cleaned up.
+"""Child processes of the demo and the tests: started, awaited, paused, always cleaned up.
 
 A service announces itself on its first stdout line (``bootstrap=...``, ``url=...``);
 `ManagedProcess.start` waits for that line, so no caller sleeps in place of it.
@@ -6,13 +6,15 @@ A service announces itself on its first stdout line (``bootstrap=...``, ``url=..
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -140,3 +142,71 @@ class ManagedProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_PR_SET_PDEATHSIG = 1
+_POLL_S = 0.005
+
+
+class ProcessStateTimeout(RuntimeError):
+    """A process did not reach the state it was signalled into within the time allowed."""
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """Returns a ``preexec_fn`` that makes the child die with its parent (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    # Looked up here, in the parent: loading a library in the forked child is not safe.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        # The parent may have died between fork and prctl; no signal would ever come then.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
+def thread_states(pid: int) -> list[str]:
+    """The scheduler state letter (``R``, ``S``, ``T``...) of each thread of ``pid``; Linux only."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):  # a thread that exits while we read
+            text = stat.read_text()
+            # "tid (comm) S ...": the command may hold spaces and parentheses, the state follows
+            # the last closing one.
+            states.append(text[text.rindex(")") + 2])
+    return states
+
+
+def stop(pid: int, timeout: float = 10.0) -> None:
+    """Sends SIGSTOP and returns once every thread of the process has stopped.
+
+    ``kill`` only queues the signal: until each thread is next scheduled, the process may still
+    read a request and answer it. Waiting for the group stop makes "paused" mean paused.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    _wait_for(pid, lambda states: all(state == "T" for state in states), "stopped", timeout)
+
+
+def cont(pid: int, timeout: float = 10.0) -> None:
+    """Sends SIGCONT and returns once no thread of the process is stopped any longer."""
+    os.kill(pid, signal.SIGCONT)
+    _wait_for(pid, lambda states: "T" not in states, "continued", timeout)
+
+
+def _wait_for(pid: int, reached: Callable[[list[str]], bool], state: str, timeout: float) -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        states = thread_states(pid)
+        if not states or reached(states):  # no threads: the process is gone, nothing to wait for
+            return
+        if time.monotonic() >= deadline:
+            raise ProcessStateTimeout(
+                f"process {pid} not {state} after {timeout:.0f} s (thread states {''.join(states)})"
+            )
+        time.sleep(_POLL_S)
