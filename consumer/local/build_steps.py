@@ -1,0 +1,92 @@
+"""Build steps of the engine cache: markers, locks, logged commands, downloads from PyPI.
+
+An entry of the cache is complete when its marker holds the digest of what built it; a lock
+file per directory serialises builders; every command appends to a log whose tail goes into
+the error when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from consumer.errors import EvalstreamError
+
+MARKER = ".complete"
+
+
+class EngineSetupError(EvalstreamError):
+    """An engine or its model could not be fetched, built or started."""
+
+    reason = "engine_setup"
+
+
+def default_cache_dir() -> Path:
+    """Returns the root of the engine cache."""
+    return Path.home() / ".cache" / "evalstream"
+
+
+def digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def ready(path: Path, marker_dir: Path, digest: str) -> bool:
+    marker = marker_dir / MARKER
+    return path.is_file() and marker.is_file() and marker.read_text().strip() == digest
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def run_step(
+    command: Sequence[str],
+    log: Path,
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Runs a build step, appending its output to ``log``; raises with the log's tail."""
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(command)}\n".encode())
+        out.flush()
+        try:
+            code = subprocess.run(
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                timeout=timeout, check=False,
+            ).returncode  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EngineSetupError(f"{command[0]} failed: {exc}") from exc
+    if code != 0:
+        raise EngineSetupError(
+            f"{' '.join(command[:4])} failed with exit code {code}; the end of {log}:\n"
+            + log_tail(log)
+        )
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return f"(no {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def pip_download(requirement: str, dest: Path, log: Path, *pip_args: str) -> Path:
+    """``pip download --no-deps`` of one distribution; returns the file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *pip_args]
+    run_step([*command, "-d", str(dest), requirement], log)
+    name = requirement.split("==")[0].replace("-", "_")
+    found = sorted(p for p in dest.iterdir() if p.name.lower().startswith(name))
+    if not found:
+        raise EngineSetupError(f"pip downloaded no file for {requirement} into {dest}")
+    return found[0]
