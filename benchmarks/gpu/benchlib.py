@@ -139,11 +139,13 @@ def gpu_sample(path: Path, interval_s: float = 0.5) -> None:
     Reads NVML through ``pynvml`` (nvidia-ml-py, in the vLLM bundle) where it imports, else
     asks ``nvidia-smi`` each time.
     """
+    print(f"gpu-sample: loading NVML, samples to {path}", file=sys.stderr, flush=True)
     try:
         nvml: Any = importlib.import_module("pynvml")
         nvml.nvmlInit()
         handle = nvml.nvmlDeviceGetHandleByIndex(0)
-    except (ImportError, OSError, AttributeError):
+    except Exception as exc:  # any NVML failure means: ask nvidia-smi instead
+        print(f"gpu-sample: no NVML ({exc!r}), asking nvidia-smi", file=sys.stderr, flush=True)
         handle = None
 
     def sample() -> tuple[int, int]:
@@ -152,14 +154,19 @@ def gpu_sample(path: Path, interval_s: float = 0.5) -> None:
             return util.gpu, nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20
         query = ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu,memory.used"]
         query.append("--format=csv,noheader,nounits")
-        reply = subprocess.run(query, capture_output=True, text=True, check=True).stdout
+        # A timeout: a hung nvidia-smi would otherwise leave the file empty without a word.
+        reply = subprocess.run(query, capture_output=True, text=True, check=True, timeout=10).stdout
         util_pct, used_mib = reply.split(",")
         return int(util_pct), int(used_mib)
 
     with path.open("a", buffering=1) as out:
+        first = True
         while True:
             util_pct, used_mib = sample()
             out.write(f"{time.time():.3f},{util_pct},{used_mib}\n")
+            if first:
+                print(f"gpu-sample: first sample {util_pct}% {used_mib} MiB", file=sys.stderr)
+                first = False
             time.sleep(interval_s)
 
 

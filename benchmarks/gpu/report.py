@@ -12,6 +12,7 @@ Usage: report.py RESULTS_DIR OUT_DIR
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -27,11 +28,13 @@ def gpu_util(results: Path) -> dict[str, float]:
     """Mean GPU utilisation (%) per phase, from the sampler and the phase log."""
     samples: list[tuple[float, float]] = []
     try:
-        for line in (results / "gpu.csv").read_text().splitlines():
+        lines = (results / "gpu.csv").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        with contextlib.suppress(ValueError):  # a line cut short when the sampler was killed
             t, util, _mem = line.split(",")
             samples.append((float(t), float(util)))
-    except (OSError, ValueError):
-        return {}
     means: dict[str, float] = {}
     try:
         phases = [json.loads(x) for x in (results / "phases.jsonl").read_text().splitlines() if x]

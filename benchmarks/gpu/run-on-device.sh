@@ -79,6 +79,8 @@ report() {
   for f in "$LOG"/vllm-serve*.log; do
     [ -f "$f" ] && grep -hE "Traceback|Error|error" "$f" | tail -20 >> "$OUT/logs.txt"
   done
+  { echo "===== $RES/gpu.csv: $(wc -l < "$RES/gpu.csv" 2>/dev/null || echo missing) lines"
+    head -n 2 "$RES/gpu.csv" 2>/dev/null; tail -n 2 "$RES/gpu.csv" 2>/dev/null; } >> "$OUT/logs.txt"
 }
 cleanup() {
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null
@@ -324,7 +326,9 @@ declare -A COST=([bundle]=90 [setup]=90 [offline]=240 [server-start]=5 [server-w
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
   [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-2gpu]=150)
 
-py "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>> "$LOG/gpu-sample.log" & SAMPLER=$!
+# Not through py(): $! must be python's own pid, or the kill at exit leaves the sampler running.
+PYTHONPATH=$OURS python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>> "$LOG/gpu-sample.log" &
+SAMPLER=$!
 for phase in "$@"; do
   if [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-(schema-)?fixed([0-9]+)$ ]]; then
     run=(e2e_${BASH_REMATCH[1]:+schema_}fixed "${BASH_REMATCH[2]}"); cost=120
