@@ -23,7 +23,7 @@ faults: $(STAMP)  ## fault-injection suite: kill -9, broker restarts, stalls
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check consumer producer tests
+	$(BIN)/ruff format --check consumer producer tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

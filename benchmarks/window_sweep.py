@@ -41,21 +41,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# benchmarks/ is not a package (no __init__.py), so mypy names benchmarks/common.py `common`
-# while Python, running `-m benchmarks.window_sweep`, imports it as `benchmarks.common`.
+# benchmarks/ is not a package (no __init__.py), so mypy names benchmarks/harness.py `harness`
+# while Python, running `-m benchmarks.window_sweep`, imports it as `benchmarks.harness`.
 if TYPE_CHECKING:
-    import common
+    import harness
+    import reporting
+    import sampling
 else:
-    common = importlib.import_module("benchmarks.common")
+    harness = importlib.import_module("benchmarks.harness")
+    reporting = importlib.import_module("benchmarks.reporting")
+    sampling = importlib.import_module("benchmarks.sampling")
 
 RUN_SECONDS = 40.0
 WARM_UP_WINDOW, WARM_UP_SECONDS = 64, 12.0
 ADAPTIVE_START = 32
 NPROC = os.cpu_count() or 1
-# "window 32 -> 48 (45.2 req/s, 31 in flight, overloaded)", logged by the window controller.
+# "window 32 -> 64 (45.2 req/s ± 1.2%, 31 in flight, 9 s, overloaded)", logged by the window
+# controller (tests/unit/test_window_controller.py checks that this reads what it writes).
 _WINDOW_MOVE = re.compile(
     r"^(\S+ \S+) \S+ consumer\.window_controller: window (\d+) -> (\d+) "
-    r"\(([\d.]+) req/s, (\d+) in flight(, overloaded)?\)"
+    r"\(([\d.]+) req/s(?: ± ([\d.]+|inf)%)?, (\d+) in flight(?:, (\d+) s)?(, overloaded)?\)"
 )
 
 
@@ -91,7 +96,7 @@ class Sweep:
     """The broker and the published backlog; `run` measures one window on a fresh engine."""
 
     def __init__(
-        self, bench: common.Bench, profile: Profile, requests: int, scale: float, seconds: float
+        self, bench: harness.Bench, profile: Profile, requests: int, scale: float, seconds: float
     ) -> None:
         self.bench = bench
         self.profile = profile
@@ -100,10 +105,10 @@ class Sweep:
         self.seconds = seconds
         self.bootstrap = bench.broker()
         self.topic = f"bench.window.{profile.name}.requests"
-        common.Topics.fresh(self.topic, "setup").create(self.bootstrap)
+        harness.Topics.fresh(self.topic, "setup").create(self.bootstrap)
         file = bench.work / "requests.jsonl"
-        common.synth(requests, file)
-        common.publish(self.bootstrap, self.topic, file)
+        harness.synth(requests, file)
+        harness.publish(self.bootstrap, self.topic, file)
 
     def warm_up(self) -> dict[str, Any]:
         """A first, short run that is not compared: the broker's JIT and page cache start cold."""
@@ -134,19 +139,19 @@ class Sweep:
     def _measure(
         self, name: str, options: list[str], url: str, engine_pid: int, seconds: float
     ) -> dict[str, Any]:
-        topics = common.Topics.fresh(self.topic, name)
+        topics = harness.Topics.fresh(self.topic, name)
         topics.create(self.bootstrap)
-        reader = common.ResultReader(self.bootstrap, topics.results, timings=True)
-        load_before = common.load_average()
+        reader = sampling.ResultReader(self.bootstrap, topics.results, timings=True)
+        load_before = reporting.load_average()
         started = time.monotonic()
         worker = self.bench.worker(topics, url, self.profile.backend, *options)
-        tracer = common.Tracer({"worker": worker.pid, "engine": engine_pid})
+        tracer = sampling.Tracer({"worker": worker.pid, "engine": engine_pid})
         try:
-            complete = common.drive(reader, self.requests, tracer, worker.alive, seconds)
+            complete = sampling.drive(reader, self.requests, tracer, worker.alive, seconds)
         finally:
             exit_code = worker.stop()
             reader.close()
-        stats = common.simulator_stats(url)
+        stats = harness.simulator_stats(url)
         cpu = tracer.between(0, len(reader))
         times = list(reader.times.values())
         return {
@@ -155,10 +160,10 @@ class Sweep:
             "worker_exit_code": exit_code,
             "failed_results": reader.failed,
             "wall_s": time.monotonic() - started,
-            "requests_per_s": common.rates(times),
-            "results_per_second": common.per_second(times),
+            "requests_per_s": reporting.rates(times),
+            "results_per_second": reporting.per_second(times),
             "latency_s": {
-                name: {f"p{q}": common.percentile(values, q) for q in (50, 95)}
+                name: {f"p{q}": reporting.percentile(values, q) for q in (50, 95)}
                 for name, values in reader.latencies.items()
             },
             "engine": {key: stats[key] for key in ("received", "completed", "rejected")},
@@ -168,7 +173,7 @@ class Sweep:
                 k: v / cpu["seconds"] for k, v in cpu["cpu_s"].items() if cpu["seconds"]
             },
             "window_moves": window_moves(self.bench.log(topics.group)),
-            "load_average": [load_before, common.load_average()],
+            "load_average": [load_before, reporting.load_average()],
         }
 
 
@@ -182,6 +187,8 @@ class WindowMove:
     requests_per_s: float
     in_flight: int
     overloaded: bool
+    relative_error: float | None = None  # of the sample's rate
+    sample_s: float | None = None  # how long the sample lasted
 
 
 def window_moves(log: Path) -> dict[str, Any]:
@@ -191,10 +198,17 @@ def window_moves(log: Path) -> dict[str, Any]:
     for line in text.splitlines():
         match = _WINDOW_MOVE.match(line)
         if match:
-            stamp, old, new, rate, in_flight, overloaded = match.groups()
+            stamp, old, new, rate, error, in_flight, seconds, overloaded = match.groups()
             moves.append(
                 WindowMove(
-                    stamp[11:], int(old), int(new), float(rate), int(in_flight), bool(overloaded)
+                    stamp[11:],
+                    int(old),
+                    int(new),
+                    float(rate),
+                    int(in_flight),
+                    bool(overloaded),
+                    float(error) / 100 if error else None,
+                    float(seconds) if seconds else None,
                 )
             )
     steps = [m.new - m.old for m in moves]
@@ -246,6 +260,25 @@ def print_row(row: dict[str, Any]) -> None:
     )
 
 
+def print_ratios(summary: dict[str, Any]) -> None:
+    """The table's legend, then `ratios`' summary: adaptive over the best and smallest fixed."""
+    print(
+        "\nreq/s between the 10 % and 90 % results (steady) and the 50 % and 90 % ones (late); "
+        "latencies in seconds (wrk: consumed -> answered, inf: engine); wrkC/engC: cores used; "
+        "busy%: the whole machine's CPU use"
+    )
+    for measure in ("steady_10_90", "late_50_90"):
+        r = summary.get(measure)
+        if r:
+            print(
+                f"  {measure}: adaptive / best fixed ({r['best_fixed']}) = "
+                f"{r['adaptive_over_best_fixed']:.2f}; adaptive / {r['smallest_fixed']} = "
+                f"{r['adaptive_over_smallest_fixed']:.2f}"
+            )
+    if summary:
+        print(f"  engine 503s per adaptive result: {summary['adaptive_503_per_result']}")
+
+
 def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -263,15 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     requests = args.requests or profile.requests
     scale = args.time_scale or profile.time_scale
     windows = tuple(args.windows or profile.windows)
-    output = args.output or common.RESULTS_DIR / f"window_{profile.name}.json"
-    report: dict[str, Any] = {"machine": common.machine(), "profile": profile.name}
+    output = args.output or reporting.RESULTS_DIR / f"window_{profile.name}.json"
+    report: dict[str, Any] = {"machine": reporting.machine(), "profile": profile.name}
     report |= {"time_scale": scale, "requests": requests, "adaptive_start": ADAPTIVE_START}
     report["run_seconds_cap"] = args.seconds
-    nproc, load = report["machine"]["nproc"], common.load_average()
+    nproc, load = report["machine"]["nproc"], reporting.load_average()
     print(f"{nproc} CPUs, load {load}; {profile.name} x{scale:g}, {requests} requests")
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
-    with common.Bench(f"window-{profile.name}") as bench:
+    with harness.Bench(f"window-{profile.name}") as bench:
         sweep = Sweep(bench, profile, requests, scale, args.seconds)
         print(
             f"\n{'config':<11}{'done':>6}{'steady':>8}{'late':>8}{'wrk50':>7}{'wrk95':>7}"
@@ -283,23 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(sweep.run(window))
             print_row(rows[-1])
     report |= {"rows": rows, "ratios": ratios(rows), "wall_seconds": time.monotonic() - started}
-    report["load_average_at_end"] = common.load_average()
-    print(
-        "\nreq/s between the 10 % and 90 % results (steady) and the 50 % and 90 % ones (late); "
-        "latencies in seconds (wrk: consumed -> answered, inf: engine); wrkC/engC: cores used; "
-        "busy%: the whole machine's CPU use"
-    )
-    for measure in ("steady_10_90", "late_50_90"):
-        r = report["ratios"].get(measure)
-        if r:
-            print(
-                f"  {measure}: adaptive / best fixed ({r['best_fixed']}) = "
-                f"{r['adaptive_over_best_fixed']:.2f}; adaptive / {r['smallest_fixed']} = "
-                f"{r['adaptive_over_smallest_fixed']:.2f}"
-            )
-    if report["ratios"]:
-        print(f"  engine 503s per adaptive result: {report['ratios']['adaptive_503_per_result']}")
-    common.write_json(output, report)
+    report["load_average_at_end"] = reporting.load_average()
+    print_ratios(report["ratios"])
+    reporting.write_json(output, report)
     print(f"wrote {output} ({report['wall_seconds']:.0f} s); logs in {bench.work}")
     return 0
 

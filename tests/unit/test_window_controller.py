@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import EngineLoad
+from consumer.logs import ContextTextFormatter
 from consumer.metrics import Metrics
 from consumer.window_controller import WindowController, relative_error
 from consumer.window_policy import WindowSample
@@ -139,3 +143,41 @@ def test_relative_error_of_a_steady_rate_is_zero_and_of_bursts_large() -> None:
     assert error == pytest.approx((1000 / 9) ** 0.5 / 10**0.5 / 10)
     assert relative_error(steady, 0.0, 10.0, 1) == float("inf")  # one part says nothing
     assert relative_error([], 0.0, 1.0, 2) == float("inf")  # nothing completed
+
+
+class MovesOnce(Recording):
+    """A policy that doubles the limit after its first sample."""
+
+    def next_limit(self, sample: WindowSample) -> int:
+        super().next_limit(sample)
+        return sample.limit * 2 if len(self.samples) == 1 else sample.limit
+
+
+def test_the_window_sweep_reads_the_moves_the_controller_logs(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    async def scenario() -> WindowSample:
+        window = AdmissionWindow(4)
+        window.admit(4)
+        policy = MovesOnce()
+        metrics = Metrics(CollectorRegistry(), "w")
+        control = WindowController(window, policy, NoLoad(), metrics, INTERVAL_S)  # type: ignore[arg-type]
+        return await first_sample(
+            control, policy, asyncio.create_task(complete_every(control, 0.01))
+        )
+
+    with caplog.at_level(logging.INFO, logger="consumer.window_controller"):
+        sample = asyncio.run(scenario())
+    # The worker's text log, as `configure_logging` formats it.
+    formatter = ContextTextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = tmp_path / "worker.log"
+    log.write_text("".join(formatter.format(record) + "\n" for record in caplog.records))
+
+    moves = importlib.import_module("benchmarks.window_sweep").window_moves(log)
+
+    assert moves["limits"] == [4, 8]
+    (move,) = moves["moves"]
+    assert move["requests_per_s"] == pytest.approx(sample.throughput, abs=0.05)
+    assert move["relative_error"] == pytest.approx(sample.relative_error, abs=0.0005)
+    assert move["sample_s"] == pytest.approx(sample.seconds, abs=0.5)
+    assert move["overloaded"] is False
