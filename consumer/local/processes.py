@@ -188,7 +188,8 @@ def stop(pid: int, timeout: float = 10.0) -> None:
     read a request and answer it. Waiting for the group stop makes "paused" mean paused.
     """
     os.kill(pid, signal.SIGSTOP)
-    _wait_for(pid, lambda states: all(state == "T" for state in states), "stopped", timeout)
+    # A thread that has exited but not yet been reaped (Z, X) runs no more than a stopped one.
+    _wait_for(pid, lambda states: all(state in "TZX" for state in states), "stopped", timeout)
 
 
 def cont(pid: int, timeout: float = 10.0) -> None:
