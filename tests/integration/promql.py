@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from consumer.local.processes import ManagedProcess
@@ -49,6 +50,13 @@ def free_port() -> int:
 def binary(name: str) -> str | None:
     """The path of ``prometheus`` or ``promtool``, or None when not installed."""
     return shutil.which(name)
+
+
+NEEDS_PROMETHEUS = pytest.mark.skipif(
+    binary("prometheus") is None or binary("promtool") is None,
+    reason="the prometheus and promtool binaries are not installed "
+    "(Debian/Ubuntu: apt-get install prometheus)",
+)
 
 
 def promtool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

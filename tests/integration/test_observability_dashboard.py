@@ -23,10 +23,10 @@ import pytest
 
 from tests.integration.pipeline import SIM_MODEL, Pipeline, produce, request_json
 from tests.integration.promql import (
+    NEEDS_PROMETHEUS,
     PanelQuery,
     PrometheusServer,
     alert_rules,
-    binary,
     free_port,
     has_data,
     label_values_as_promql,
@@ -42,14 +42,7 @@ from tests.integration.promql import (
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        binary("prometheus") is None or binary("promtool") is None,
-        reason="the prometheus and promtool binaries are not installed "
-        "(Debian/Ubuntu: apt-get install prometheus)",
-    ),
-    pytest.mark.timeout(60),
-]
+pytestmark = [NEEDS_PROMETHEUS, pytest.mark.timeout(60)]
 
 WORKER = "w0"
 GPU = "0"

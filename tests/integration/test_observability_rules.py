@@ -14,16 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.promql import ALERT_RULES, PROMETHEUS_CONFIG, alert_rules, binary, promtool
+from tests.integration.promql import (
+    ALERT_RULES,
+    NEEDS_PROMETHEUS,
+    PROMETHEUS_CONFIG,
+    alert_rules,
+    promtool,
+)
 
-pytestmark = [
-    pytest.mark.skipif(
-        binary("prometheus") is None or binary("promtool") is None,
-        reason="the prometheus and promtool binaries are not installed "
-        "(Debian/Ubuntu: apt-get install prometheus)",
-    ),
-    pytest.mark.timeout(60),
-]
+pytestmark = [NEEDS_PROMETHEUS, pytest.mark.timeout(60)]
 
 
 def test_promtool_accepts_the_configuration() -> None:
