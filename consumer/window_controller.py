@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.metrics import Metrics
+from consumer.occupancy import OccupancySampler
 from consumer.window_policy import WindowPolicy, WindowSample
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class WindowController:
         self._completed = 0
         self._overloads = 0
         self._times: list[float] | None = None  # completion times while a sample runs
+        self._occupancy = OccupancySampler(window, backend, metrics, interval_s, self)
 
     def completed(self) -> None:
         """Called once per finished engine request."""
@@ -94,12 +96,20 @@ class WindowController:
         """Called when the engine signals overload (429 / 503 busy)."""
         self._overloads += 1
 
+    @property
+    def counts(self) -> tuple[int, int]:
+        """Requests completed and overload signals so far."""
+        return self._completed, self._overloads
+
     async def run(self) -> None:
         """Samples and adjusts forever; cancel the task to stop."""
         self._metrics.window_limit.set(self._window.limit)
         while True:
-            await self._warm_up()
-            sample = await self._sample()
+            if await self._backend.load() is not None:
+                sample = await self._occupancy.sample(self._window.limit)
+            else:
+                await self._warm_up()
+                sample = await self._sample()
             if sample is None:
                 continue
             limit = self._policy.next_limit(sample)
