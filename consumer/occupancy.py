@@ -3,9 +3,9 @@
 With an engine that reports how many requests it runs and holds queued, the window does not
 have to be found by timing throughput: it grows while the engine runs everything it is given,
 and stops where the engine starts to queue (`AdaptiveWindowPolicy._fill_engine`). A sample
-first lets one interval pass after a change, then polls the engine's counters for another;
-while the queue is still draining (requests admitted by a step up waiting for their prefill)
-it goes on, so that a prefill backlog is not read as a full engine.
+first lets half an interval pass after a change, then polls the engine's counters for another
+half; while the queue is still draining (requests admitted by a step up waiting for their
+prefill) it goes on, so that a prefill backlog is not read as a full engine.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from consumer.backends.base import Backend, EngineLoad
 from consumer.metrics import Metrics
 from consumer.window_policy import EngineOccupancy, WindowSample
 
-_POLLS_PER_INTERVAL = 4
-_MAX_INTERVALS = 10  # a queue still draining after this long is a full engine
+# A sample: half an interval for a change to settle, then polls every eighth of an interval,
+# at least four of them (half an interval): one decision a second at the default interval.
+_POLLS_PER_INTERVAL = 8
+_MIN_POLLS = 4
+_MAX_POLLS = 80  # ten intervals: a queue still draining after this long is a full engine
 _DRAINING = 0.5  # the queue fell below this share of where it stood: still draining
 
 
@@ -50,7 +53,7 @@ class OccupancySampler:
 
     async def sample(self, limit: int) -> WindowSample | None:
         """The next sample at ``limit``; None when the limit moved or the engine went quiet."""
-        await asyncio.sleep(self._interval_s)  # the change settles: one interval unmeasured
+        await asyncio.sleep(self._interval_s / 2)  # the change settles, unmeasured
         started = time.monotonic()
         completed0, overloads0 = self._counts.counts
         loads: list[EngineLoad] = []
@@ -67,13 +70,13 @@ class OccupancySampler:
             completed, overloads = self._counts.counts
             if overloads > overloads0:
                 break
-            if len(loads) >= _POLLS_PER_INTERVAL and not _draining(loads):
+            if len(loads) >= _MIN_POLLS and not _draining(loads):
                 break
-            if len(loads) >= _POLLS_PER_INTERVAL * _MAX_INTERVALS:
+            if len(loads) >= _MAX_POLLS:
                 break
         seconds = time.monotonic() - started
         kv = [x.kv_cache_usage for x in loads if x.kv_cache_usage is not None]
-        recent = loads[-_POLLS_PER_INTERVAL:]
+        recent = loads[-_MIN_POLLS:]
         return WindowSample(
             limit=limit,
             throughput=(completed - completed0) / seconds,
@@ -89,6 +92,6 @@ class OccupancySampler:
 
 
 def _draining(loads: list[EngineLoad]) -> bool:
-    """Whether the engine's queue fell steeply over the last interval's polls."""
-    recent = loads[-_POLLS_PER_INTERVAL:]
+    """Whether the engine's queue fell steeply over the last polls."""
+    recent = loads[-_MIN_POLLS:]
     return recent[0].waiting > 4 and recent[-1].waiting < _DRAINING * recent[0].waiting

@@ -114,16 +114,7 @@ class WindowController:
                 continue
             limit = self._policy.next_limit(sample)
             if limit != self._window.limit:
-                log.info(
-                    "window %d -> %d (%.1f req/s ± %.1f%%, %.0f in flight, %.0f s%s)",
-                    sample.limit,
-                    limit,
-                    sample.throughput,
-                    100 * sample.relative_error,
-                    sample.mean_in_flight,
-                    sample.seconds,
-                    ", overloaded" if sample.overloaded else "",
-                )
+                log.info("window %d -> %d (%s)", sample.limit, limit, describe_move(sample))
                 self._window.set_limit(limit)
                 self._metrics.window_limit.set(limit)
 
@@ -179,3 +170,18 @@ class WindowController:
             return False
         self._metrics.engine_waiting.set(load.waiting)
         return load.waiting > max(2.0, 0.2 * limit)
+
+
+def describe_move(sample: WindowSample) -> str:
+    """Why the window moved, for the log (benchmarks/window_sweep.py parses it)."""
+    error = "" if sample.engine else f" ± {100 * sample.relative_error:.1f}%"
+    line = (
+        f"{sample.throughput:.1f} req/s{error}, {sample.mean_in_flight:.0f} in flight, "
+        f"{sample.seconds:.0f} s{', overloaded' if sample.overloaded else ''}"
+    )
+    engine = sample.engine
+    if engine is not None:
+        line += f"; engine runs {engine.running:.0f}, {engine.waiting:.0f} waiting"
+        if engine.kv_cache_usage is not None:
+            line += f", KV cache {engine.kv_cache_usage:.0%}"
+    return line

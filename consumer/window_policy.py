@@ -25,6 +25,7 @@ _MIN_QUEUE = 2.0
 _QUEUE_SHARE = 0.05
 # Above this KV-cache usage, more requests would make vLLM preempt (and recompute) others.
 _KV_GROWTH_LIMIT = 0.9
+_KV_ROOMY = 0.25  # below this the window climbs x4 per step: far from anything the engine holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +175,10 @@ class AdaptiveWindowPolicy:
             return self._limit
         if self._full_at is not None and self._stable < self._probe_every:
             return self._limit  # the engine was full here lately: probe up now and then only
-        # Doubling until the engine first fills, then x1.25 probes.
-        step = 2.0 if self._full_at is None else 1.25
+        # Until the engine first fills: x4 while its KV cache is mostly free, else x2; then
+        # x1.25 probes.
+        roomy = engine.kv_cache_usage is not None and engine.kv_cache_usage < _KV_ROOMY
+        step = (4.0 if roomy else 2.0) if self._full_at is None else 1.25
         self._limit = self._clamp(max(self._limit + 1, self._limit * step))
         self._stable = 0
         return self._limit

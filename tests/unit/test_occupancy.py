@@ -41,10 +41,11 @@ def follow(policy: AdaptiveWindowPolicy, engine: Engine, start: int, steps: int)
     return limits
 
 
-def test_doubles_while_the_engine_runs_everything_then_stops_at_its_slots() -> None:
+def test_climbs_while_the_engine_runs_everything_then_stops_at_its_slots() -> None:
     policy = AdaptiveWindowPolicy(start=32, minimum=4, maximum=4096)
-    limits = follow(policy, Engine(slots=1000), 32, 40)
-    assert limits[:5] == [64, 128, 256, 512, 1024]
+    # x4 while the KV cache is under a quarter full (1/4000 per request).
+    limits = follow(policy, Engine(slots=1000, kv_per_request=1 / 4000), 32, 40)
+    assert limits[:4] == [128, 512, 2048, 1050]  # the overshoot comes back at once
     # Past the slots the engine queues: the window keeps the slots and a small queue, and
     # probes up now and then (the engine's room may grow) without ever leaving slots idle.
     late = limits[10:]
@@ -69,6 +70,16 @@ def test_holds_when_demand_does_not_fill_the_window() -> None:
 def test_reaches_the_maximum_on_an_engine_with_room() -> None:
     policy = AdaptiveWindowPolicy(start=32, minimum=4, maximum=1024)
     assert follow(policy, Engine(slots=100_000), 32, 10)[-1] == 1024
+
+
+def test_doubles_without_a_kv_cache_reading() -> None:
+    policy = AdaptiveWindowPolicy(start=32, minimum=4, maximum=1024)
+    limits, limit = [], 32
+    for _ in range(3):
+        idle = EngineOccupancy(running=limit, waiting=0)
+        limit = policy.next_limit(WindowSample(limit, 1.0, limit, False, engine=idle))
+        limits.append(limit)
+    assert limits == [64, 128, 256]
 
 
 class Backend:
