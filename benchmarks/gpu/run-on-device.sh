@@ -154,9 +154,12 @@ phase_setup() {
   java -version 2>&1 | head -1
   if [ ! -f "$W/workload.json" ]; then
     mkdir -p "$W"
-    py -m producer synth --count $(( N_SCHEMA + N_NOSCHEMA )) --seed 7 --jobs 50 -o "$W/synth.jsonl" || exit 3
+    # 5% more than needed: prompts longer than MAX_PROMPT_TOKENS are left out.
+    py -m producer synth --count $(( (N_SCHEMA + N_NOSCHEMA) * 105 / 100 )) --seed 7 --jobs 50 \
+      -o "$W/synth.jsonl" || exit 3
     py "$HERE/workload.py" --synth "$W/synth.jsonl" --tokenizer "$MODEL_DIR" --out "$W" \
-      --schema-count "$N_SCHEMA" --noschema-count "$N_NOSCHEMA" --model "$MODEL" || exit 3
+      --schema-count "$N_SCHEMA" --noschema-count "$N_NOSCHEMA" --model "$MODEL" \
+      --max-prompt-tokens "$(max_prompt_tokens)" || exit 3
     cp "$W/workload.json" "$RES/workload.json"
   fi
 }
@@ -167,6 +170,11 @@ offline_rate() {
   [[ $1 =~ ^[0-9.]+$ ]] && { echo "$1"; return; }
   python3 -c "import json,sys; print(json.load(open('$RES/offline.json'))['runs']['$1']['requests_per_s'])" \
     2>/dev/null || echo 20
+}
+
+# The longest prompt that leaves room for the reply's budget in the model's context.
+max_prompt_tokens() {
+  py -c "import json; c = json.load(open('$MODEL_DIR/config.json')); print(c.get('max_position_embeddings', 0) - $(schema_max_tokens))"
 }
 
 # The worker's max_tokens with the schema: SCHEMA_MAX_TOKENS, else its default (the bound).

@@ -156,6 +156,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--schema-count", type=int, default=10_000)
     p.add_argument("--noschema-count", type=int, default=5_000)
     p.add_argument("--target-prompt-tokens", type=int, default=2_000, help="0: keep as generated")
+    p.add_argument("--max-prompt-tokens", type=int, default=0, help="0: no limit")
     p.add_argument("--output-min", type=int, default=150)
     p.add_argument("--output-max", type=int, default=200)
     p.add_argument("--model", default="gemma3-1b", help="served model name")
@@ -190,11 +191,24 @@ def main() -> None:
     needed = args.schema_count + args.noschema_count
     with args.synth.open() as lines:
         originals = [EvaluationRequest.model_validate_json(x) for x in lines if x.strip()]
-    if len(originals) < needed:
-        raise SystemExit(f"{args.synth} has {len(originals)} requests, {needed} are needed")
-    originals = originals[:needed]
     renderer = Renderer(args.tokenizer)
     requests, texts, ids, factor, before = scaled(originals, renderer, args.target_prompt_tokens)
+    # Prompts the model's context cannot take with the reply's budget are left out (the worker
+    # would dead-letter them: the engine refuses them), so that every run sees the same prompts.
+    keep = [
+        i
+        for i, x in enumerate(ids)
+        if not args.max_prompt_tokens or len(x) <= args.max_prompt_tokens
+    ]
+    dropped = len(ids) - len(keep)
+    keep = keep[:needed]
+    if len(keep) < needed:
+        raise SystemExit(f"{args.synth} gives {len(keep)} requests that fit, {needed} are needed")
+    requests, texts, ids = (
+        [requests[i] for i in keep],
+        [texts[i] for i in keep],
+        [ids[i] for i in keep],
+    )
     out_lens = [output_tokens(r.id, args.output_min, args.output_max) for r in requests]
     # The first requests are the schema set, the next ones the no-schema set.
     schema, noschema = range(args.schema_count), range(args.schema_count, needed)
@@ -232,6 +246,7 @@ def main() -> None:
         "prompt_tokens": summary([float(len(x)) for x in ids]),
         "prompt_tokens_before_scaling_mean": before,
         "text_scale_factor": factor,
+        "dropped_over_max_prompt_tokens": dropped,
         "shared_job_prefix_tokens_mean": job_prefix_tokens(requests, ids),
         "noschema_output_tokens": summary([float(out_lens[i]) for i in noschema]),
         "prompt_template": PromptTemplate().version,
