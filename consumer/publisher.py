@@ -12,11 +12,10 @@ import logging
 import time
 
 from consumer.errors import DecodeError, MessageTooLarge, RoutingError
-from consumer.evaluator import Outcome, dead_letter
 from consumer.jobs import Job
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionRegistry
-from consumer.records import HEADER_PREFIX
+from consumer.records import HEADER_PREFIX, Outcome, dead_letter
 from consumer.result_sink import ResultSink
 from consumer.settings import KafkaSettings
 from consumer.transactions import TransactionalCommitter

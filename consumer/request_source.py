@@ -14,10 +14,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.partitions import PartitionKey
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,6 @@ _CLOSE_TIMEOUT_S = 10.0
 # Upper bound of one consume() call; also bounds what arrives after a pause is asked.
 _MAX_CONSUME = 500
 _POLL_TIMEOUT_S = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionKey:
-    """A partition and the assignment epoch it was (re)assigned under."""
-
-    topic: str
-    partition: int
-    epoch: int
 
 
 class SourceListener(Protocol):

@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
-from consumer.evaluator import Outcome
-from consumer.request_source import PartitionKey
+from consumer.partitions import PartitionKey
+from consumer.records import Outcome
 
 log = logging.getLogger(__name__)
 

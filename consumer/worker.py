@@ -24,15 +24,16 @@ from consumer.backends.base import Backend
 from consumer.batcher import MicroBatcher
 from consumer.engine_monitor import EngineMonitor
 from consumer.errors import EvalstreamError, RoutingError
-from consumer.evaluator import Evaluator, Outcome, dead_letter
+from consumer.evaluator import Evaluator
 from consumer.jobs import Job, decode_job, job_from_message
 from consumer.kafka_clients import open_clients
 from consumer.metrics import Metrics
-from consumer.partitions import PartitionRegistry
+from consumer.partitions import PartitionKey, PartitionRegistry
 from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate
 from consumer.publisher import OutcomePublisher
-from consumer.request_source import PartitionKey, RequestSource
+from consumer.records import Outcome, dead_letter
+from consumer.request_source import RequestSource
 from consumer.result_sink import ResultSink
 from consumer.router import ModelRouter
 from consumer.settings import Settings

@@ -11,12 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.backends.openai import OpenAIBackend
-from consumer.evaluator import Evaluator, Outcome
+from consumer.evaluator import Evaluator
 from consumer.jobs import Job, Route
 from consumer.metrics import Metrics
+from consumer.partitions import PartitionKey
 from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate
-from consumer.request_source import PartitionKey
+from consumer.records import Outcome
 from consumer.schemas import EvaluationResult, parse_request
 from consumer.settings import EngineSettings, RetrySettings
 
