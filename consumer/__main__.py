@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from consumer.backends.base import Backend
 from consumer.backends.ollama import OllamaBackend
 from consumer.backends.openai import OpenAIBackend
+from consumer.backoff import ENGINE_PROBE
 from consumer.errors import ConfigError
 from consumer.gpu_metrics import GpuCollector
 from consumer.http_server import HealthServer
@@ -149,11 +150,9 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 async def wait_for_engine(backend: Backend, models: list[str]) -> None:
     """Waits for the engine to answer, then checks that it serves every routed model."""
-    delay = 0.5
-    while not await backend.health():
-        log.info("waiting for the engine to answer its health check")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+    await ENGINE_PROBE.until(
+        backend.health, lambda _: log.info("waiting for the engine to answer its health check")
+    )
     for model in models:
         await backend.check_model(model)
 

@@ -1,6 +1,6 @@
 """The error hierarchy: one root, one subclass per stage, a ``retriable`` flag.
 
-The failure policy (`consumer.policy`) decides what happens to each class; the
+The failure policy (`consumer.failures`) decides what happens to each class; the
 classes only say what went wrong and where.
 """
 

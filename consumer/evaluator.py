@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from consumer.backends.base import Backend, Completion, Prompt
 from consumer.errors import EngineError, EngineOverloaded, EvalstreamError, InvalidOutput
+from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job
 from consumer.metrics import Metrics
-from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate, evaluation_schema
 from consumer.records import (
     Outcome,

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.backoff import DELIVERY, QUEUE_FULL
 from consumer.errors import MessageTooLarge, SinkError
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes | str | None]]
 
-_BACKOFF_INITIAL_S = 0.2
-_BACKOFF_MAX_S = 10.0
 # Refusals for size (by this producer, or by the broker for the topic): final.
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
@@ -74,17 +72,16 @@ class ResultSink:
         Raises:
             MessageTooLarge: the message exceeds the producer's or the topic's size limit.
         """
-        delay = _BACKOFF_INITIAL_S
-        while True:
-            try:
-                await self._send_once(topic, key, value, headers)
-                return
-            except MessageTooLarge:
-                raise
-            except SinkError as exc:
-                log.warning("delivery to %s failed, retrying in %.1fs: %s", topic, delay, exc)
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+        def on_retry(error: BaseException, delay: float) -> None:
+            log.warning("delivery to %s failed, retrying in %.1fs: %s", topic, delay, error)
+
+        await DELIVERY.retry(
+            lambda: self._send_once(topic, key, value, headers),
+            SinkError,
+            give_up_on=MessageTooLarge,
+            on_retry=on_retry,
+        )
 
     async def _send_once(
         self, topic: str, key: bytes | str | None, value: bytes | None, headers: Headers | None
@@ -94,20 +91,16 @@ class ResultSink:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             self._loop.call_soon_threadsafe(_settle, future, error)
 
-        while True:
+        async def produce() -> None:
             try:
                 self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list(headers or []),
+                    topic, value=value, key=key, headers=list(headers or []),
                     on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                await asyncio.sleep(0.01)  # local queue full: the poll thread is draining it
+                )  # fmt: skip
             except KafkaException as exc:
                 raise _sink_error(f"produce to {topic} refused", exc.args[0]) from exc
+
+        await QUEUE_FULL.retry(produce, BufferError)
         await future
 
     def flush(self, timeout: float) -> int:

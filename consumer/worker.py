@@ -25,11 +25,11 @@ from consumer.batcher import MicroBatcher
 from consumer.engine_monitor import EngineMonitor
 from consumer.errors import EvalstreamError, RoutingError
 from consumer.evaluator import Evaluator
+from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, decode_job, job_from_message
 from consumer.kafka_clients import open_clients
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey, PartitionRegistry
-from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate
 from consumer.publisher import OutcomePublisher
 from consumer.records import Outcome, dead_letter

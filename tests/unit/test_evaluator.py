@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from consumer.backends.openai import OpenAIBackend
 from consumer.evaluator import Evaluator
+from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, Route
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey
-from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate
 from consumer.records import Outcome
 from consumer.schemas import EvaluationResult, parse_request
