@@ -27,6 +27,7 @@ from consumer.backoff import ENGINE_PROBE
 from consumer.errors import ConfigError
 from consumer.gpu_metrics import GpuCollector
 from consumer.http_server import HealthServer
+from consumer.kafka_clients import open_clients
 from consumer.logs import configure_logging
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
@@ -176,7 +177,10 @@ async def serve(settings: Settings) -> int:
             [Variant(v.name, v.model, v.weight) for v in settings.engine.variants],
         )
         metrics.build_info(_version(), backend.name, settings.engine.model)
-        worker = Worker(settings, backend, router, template, metrics, batches=batches)
+        loop = asyncio.get_running_loop()
+        # Opened here, off the loop (exactly-once initialises its transactions: a round trip).
+        clients = await asyncio.to_thread(open_clients, settings, metrics, loop)
+        worker = Worker(settings, backend, router, template, metrics, clients, batches=batches)
         server = HealthServer(registry, worker.live, worker.ready)
         if settings.metrics.enabled:
             # Up before the engine: probes and /metrics answer while a model loads (minutes).

@@ -95,3 +95,16 @@ class MessageTooLarge(SinkError):
 
     reason = "message_too_large"
     retriable = False
+
+
+class SourceError(EvalstreamError):
+    """The requests-topic consumer failed fatally (librdkafka's ``fatal()``): it cannot go on."""
+
+    reason = "consumer_fatal"
+
+
+class CommitError(EvalstreamError):
+    """An offset commit failed fatally (a fenced transactional producer): this process may
+    not commit again; a restart resumes from the last commit."""
+
+    reason = "commit_fatal"

@@ -33,6 +33,13 @@ _POLL_TIMEOUT_S = 0.1
 class SourceListener(Protocol):
     """The worker side; every method is called from the source thread."""
 
+    def demand(self) -> int:
+        """How many more messages the worker can take (0 or less pauses the partitions)."""
+
+    def resume_at(self) -> int:
+        """The demand at which paused partitions resume (hysteresis: each pause drops
+        librdkafka's prefetched data, so not too often)."""
+
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         """New messages (key per message). Must only hand them over, not process them."""
 
@@ -49,24 +56,18 @@ class SourceListener(Protocol):
 class RequestSource:
     """Owns the consumer and its thread.
 
+    The consumer is created here and subscribes in `start`, which also names the
+    `SourceListener` that receives messages and rebalance events.
+
     Args:
         config: librdkafka consumer configuration (group, bootstrap, security).
         topic: the requests topic.
-        listener: receives messages and rebalance events.
-        demand: called each loop with no argument; returns how many more messages the
-            worker can take (0 or less pauses the partitions).
-        resume_at: called with no argument; the demand at which paused partitions resume
-            (hysteresis: each pause drops librdkafka's prefetched data, so not too often).
     """
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        topic: str,
-        listener: SourceListener,
-        demand: Callable[[], int],
-        resume_at: Callable[[], int],
-    ) -> None:
+    # Set by `start`: the thread and the rebalance callbacks only run after it.
+    _listener: SourceListener
+
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
         self._consumer = Consumer(
             {
                 "enable.auto.commit": False,
@@ -78,9 +79,6 @@ class RequestSource:
             }
         )
         self._topic = topic
-        self._listener = listener
-        self._demand = demand
-        self._resume_at = resume_at
         self._epochs: dict[tuple[str, int], int] = {}
         self._next_epoch = 1
         self._paused = False
@@ -110,8 +108,9 @@ class RequestSource:
         """
         return self._metadata
 
-    def start(self) -> None:
-        """Subscribes and starts the polling thread."""
+    def start(self, listener: SourceListener) -> None:
+        """Subscribes and starts the polling thread, which calls ``listener``."""
+        self._listener = listener
         self._consumer.subscribe(
             [self._topic],
             on_assign=self._on_assign,
@@ -148,7 +147,7 @@ class RequestSource:
                 self.last_poll_monotonic = time.monotonic()
                 # While paused this still serves the group and returns nothing; anything it
                 # does return is delivered, never dropped (a skipped offset would be lost).
-                wanted = min(max(self._demand(), 1), _MAX_CONSUME)
+                wanted = min(max(self._listener.demand(), 1), _MAX_CONSUME)
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
             self._drain_commands()
             self._leave_group()
@@ -184,12 +183,12 @@ class RequestSource:
             command()
 
     def _apply_backpressure(self) -> None:
-        demand = self._demand()
+        demand = self._listener.demand()
         assignment = self._consumer.assignment()
         if not self._paused and demand <= 0 and assignment:
             self._consumer.pause(assignment)
             self._paused = True
-        elif self._paused and demand >= max(1, self._resume_at()):
+        elif self._paused and demand >= max(1, self._listener.resume_at()):
             self._consumer.resume(assignment)
             self._paused = False
 
