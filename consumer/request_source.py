@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from consumer.errors import SourceError
 from consumer.partitions import PartitionKey
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class SourceListener(Protocol):
 
     def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
         """A commit of these partitions failed; their offsets must be offered again."""
+
+    def on_fatal(self, error: SourceError) -> None:
+        """The consumer failed for good (its thread has ended); the worker must stop."""
 
 
 class RequestSource:
@@ -151,9 +155,12 @@ class RequestSource:
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
             self._drain_commands()
             self._leave_group()
-        except Exception:
+        except SourceError as exc:
+            # No leave, no commit: a fatal consumer cannot talk to the group any more.
+            self._listener.on_fatal(exc)
+        except Exception as exc:
             log.exception("request source thread failed")
-            raise
+            self._listener.on_fatal(SourceError(f"request source thread failed: {exc!r}"))
         finally:
             self._consumer.close()
             log.info("left the group")
@@ -198,9 +205,11 @@ class RequestSource:
         for message in messages:
             error = message.error()
             if error is not None:
+                # A consumer's fatal error arrives as an event whose code is _FATAL; its
+                # fatal() flag is not set on that event (confluent-kafka 2.x).
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    raise SourceError(f"fatal consumer error: {error.str()}")
                 # Partition EOF and transient broker errors are informational here.
-                if error.fatal():
-                    raise KafkaException(error)
                 log.warning("consumer error: %s", error)
                 continue
             topic, partition = message.topic() or "", message.partition() or 0

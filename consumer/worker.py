@@ -30,7 +30,7 @@ from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.batcher import MicroBatcher
 from consumer.engine_monitor import EngineMonitor
-from consumer.errors import CommitError, EvalstreamError, RoutingError
+from consumer.errors import CommitError, EvalstreamError, RoutingError, SourceError
 from consumer.evaluator import Evaluator
 from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, decode_job, job_from_message
@@ -260,6 +260,9 @@ class Worker:
 
     def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
         self._loop.call_soon_threadsafe(self._partitions.retry_commits, partitions)
+
+    def on_fatal(self, error: SourceError) -> None:
+        self._loop.call_soon_threadsafe(self._fail, error.message)
 
     async def _assign(self, keys: list[PartitionKey]) -> None:
         self._partitions.assign(keys)
