@@ -56,11 +56,14 @@ RUN_SECONDS = 40.0
 WARM_UP_WINDOW, WARM_UP_SECONDS = 64, 12.0
 ADAPTIVE_START = 32
 NPROC = os.cpu_count() or 1
-# "window 32 -> 64 (45.2 req/s ± 1.2%, 31 in flight, 9 s, overloaded)", logged by the window
-# controller (tests/unit/test_window_controller.py checks that this reads what it writes).
+# "window 32 -> 64 (45.2 req/s ± 1.2%, 31 in flight, 9 s, overloaded)", or with the engine's
+# occupancy "window 32 -> 64 (45.2 req/s, 31 in flight, 1 s; engine runs 31, 0 waiting)",
+# logged by the window controller (tests/unit/test_window_controller.py checks that this reads
+# what it writes).
 _WINDOW_MOVE = re.compile(
     r"^(\S+ \S+) \S+ consumer\.window_controller: window (\d+) -> (\d+) "
-    r"\(([\d.]+) req/s(?: ± ([\d.]+|inf)%)?, (\d+) in flight(?:, (\d+) s)?(, overloaded)?\)"
+    r"\(([\d.]+) req/s(?: ± ([\d.]+|inf)%)?, (\d+) in flight(?:, (\d+) s)?(, overloaded)?"
+    r"(?:; engine runs \d+, \d+ waiting[^)]*)?\)"
 )
 
 

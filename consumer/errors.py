@@ -83,6 +83,15 @@ class InvalidOutput(EngineError):
     reason = "invalid_output"
 
 
+class TruncatedOutput(InvalidOutput):
+    """The reply was cut at ``max_tokens`` (``finish_reason`` = ``length``).
+
+    Not repaired: asking again with the same budget would be cut again.
+    """
+
+    reason = "truncated"
+
+
 class SinkError(EvalstreamError):
     """The results or dead-letter topic did not acknowledge a message."""
 

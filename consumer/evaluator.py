@@ -16,7 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from consumer.backends.base import Backend, Completion, Prompt
-from consumer.errors import EngineError, EngineOverloaded, EvalstreamError, InvalidOutput
+from consumer.errors import (
+    EngineError,
+    EngineOverloaded,
+    EvalstreamError,
+    InvalidOutput,
+    TruncatedOutput,
+)
 from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job
 from consumer.metrics import Metrics
@@ -29,10 +35,13 @@ from consumer.records import (
     evaluation_result,
     parse_evaluation,
 )
+from consumer.reply_budget import reply_token_bound
 from consumer.schemas import BatchRequestLine, EvaluationRequest
 from consumer.settings import EngineSettings
 
 log = logging.getLogger(__name__)
+
+_FREE_TEXT_MAX_TOKENS = 512  # without a schema nothing bounds the reply
 
 
 class Evaluator:
@@ -73,6 +82,15 @@ class Evaluator:
         self._batches = batches
         self._on_overload = on_overload or (lambda: None)
         self._schema = evaluation_schema() if engine.structured_output else None
+        self._max_tokens = engine.max_tokens or default_max_tokens(self._schema)
+        bound = reply_token_bound(self._schema) if self._schema else None
+        if bound and self._max_tokens < bound:
+            log.warning(
+                "max_tokens %d is below the %d tokens a reply that follows the schema may take: "
+                "such replies are cut and published as errors (reason truncated)",
+                self._max_tokens,
+                bound,
+            )
 
     async def run(self, jobs: list[Job], report: OutcomeHandler) -> None:
         """Evaluates ``jobs``; calls ``report`` once per job as soon as it is final."""
@@ -116,6 +134,9 @@ class Evaluator:
         """Retries and repairs one job until its outcome is final, then reports it."""
         counted = 1
         while True:
+            if isinstance(reply, Completion) and self._cut(job, reply):
+                report(self._finish(job, reply, _truncated(reply, prompt)))
+                return
             if isinstance(reply, InvalidOutput) or (
                 isinstance(reply, Completion) and not self._valid(job, reply)
             ):
@@ -172,7 +193,7 @@ class Evaluator:
         return Prompt(
             messages=self._template.render(request),
             max_tokens=(params.max_tokens if params and params.max_tokens else None)
-            or self._engine.max_tokens,
+            or self._max_tokens,
             temperature=params.temperature
             if params and params.temperature is not None
             else self._engine.temperature,
@@ -180,10 +201,14 @@ class Evaluator:
             schema=self._schema,
         )
 
+    def _cut(self, job: Job, reply: Completion) -> bool:
+        """A native reply cut at max_tokens: final, since a repair would be cut again."""
+        return isinstance(job.request, EvaluationRequest) and reply.finish_reason == "length"
+
     def _valid(self, job: Job, reply: Completion) -> bool:
         if isinstance(job.request, BatchRequestLine):
             return True  # batch lines are passed through; their caller judges the content
-        return reply.finish_reason != "length" and _evaluation_error(reply.text) is None
+        return _evaluation_error(reply.text) is None
 
     def _invalid(self, job: Job, prompt: Prompt, reply: Completion | EngineError) -> Outcome | None:
         """None when the one repair attempt is still available, else the error result."""
@@ -211,6 +236,8 @@ class Evaluator:
         self, job: Job, completion: Completion | None, error: EvalstreamError | None
     ) -> Outcome:
         assert job.route is not None
+        if isinstance(error, InvalidOutput):
+            self._metrics.invalid_output(error.reason)
         if isinstance(job.request, BatchRequestLine):
             value = batch_output(job, completion, error)
         else:
@@ -245,9 +272,20 @@ def _evaluation_error(text: str) -> str | None:
     return None
 
 
+def default_max_tokens(schema: dict[str, Any] | None) -> int:
+    """The completion cap when none is configured: the schema's bound, else 512."""
+    bound = reply_token_bound(schema) if schema is not None else None
+    return bound or _FREE_TEXT_MAX_TOKENS
+
+
+def _truncated(reply: Completion, prompt: Prompt) -> TruncatedOutput:
+    return TruncatedOutput(
+        f"the reply was cut at max_tokens={prompt.max_tokens} "
+        f"({reply.completion_tokens} tokens generated) before the JSON object ended"
+    )
+
+
 def _describe_invalid(reply: Completion | EngineError) -> str:
     if isinstance(reply, EngineError):
         return reply.message
-    if reply.finish_reason == "length":
-        return "the reply was cut off at max_tokens before the JSON object ended"
     return _evaluation_error(reply.text) or "invalid reply"

@@ -77,6 +77,12 @@ class Metrics:
         self.retries = counter(
             "evalstream_retries_total", "Engine calls retried, by reason.", ("reason",)
         )
+        self.invalid_outputs = counter(
+            "evalstream_invalid_outputs_total",
+            "Replies published as errors for their content: truncated (cut at max_tokens) or "
+            "invalid_output (failed the schema after the repair).",
+            ("reason",),
+        )
         self.rebalances = counter(
             "evalstream_rebalances_total", "Partition assignment changes, by kind.", ("kind",)
         )
@@ -146,6 +152,9 @@ class Metrics:
     def retry(self, reason: str) -> None:
         """Counts one retried engine call."""
         self.retries.labels(**self.ids, reason=reason).inc()
+
+    def invalid_output(self, reason: str) -> None:
+        self.invalid_outputs.labels(reason=reason, **self.ids).inc()
 
     def rebalance(self, kind: str, partitions: int) -> None:
         """Counts assignment changes (``assigned``, ``revoked``, ``lost``)."""

@@ -25,8 +25,8 @@ DEFAULT_RUBRIC = (
 _SYSTEM = (
     "You are an experienced technical recruiter. You evaluate one candidate against one "
     "job and answer only with a JSON object with the fields score (integer 0-100), "
-    "recommendation (strong_yes, yes, maybe, no or strong_no), strengths (list of short "
-    "strings), concerns (list of short strings) and summary (two or three sentences)."
+    "recommendation (strong_yes, yes, maybe, no or strong_no), strengths (up to five short "
+    "phrases), concerns (up to five short phrases) and summary (two or three sentences)."
 )
 
 _USER = """# Job: {job_title} ({job_id})
@@ -53,7 +53,7 @@ _FIELDS = ("job_title", "job_id", "job_text", "rubric", "candidate_id", "candida
 class PromptTemplate:
     """A versioned pair of system and user templates (``str.format`` fields)."""
 
-    version: str = "eval-v1"
+    version: str = "eval-v2"
     system: str = _SYSTEM
     user: str = _USER
     repair: str = _REPAIR

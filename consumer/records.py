@@ -140,5 +140,10 @@ def dead_letter(
 
 
 def parse_evaluation(text: str) -> Evaluation:
-    """Validates the engine's text as an `Evaluation` (raises ValidationError/ValueError)."""
-    return Evaluation.model_validate(json.loads(text))
+    """Validates the engine's text as an `Evaluation` (raises ValidationError/ValueError).
+
+    Control characters inside strings are accepted (``strict=False``): JSON grammars of
+    engines (xgrammar's among them) let a raw tab through where strict JSON wants ``\\t``,
+    and the text means the same either way.
+    """
+    return Evaluation.model_validate(json.loads(text, strict=False))

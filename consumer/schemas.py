@@ -92,6 +92,16 @@ class Recommendation(StrEnum):
     STRONG_NO = "strong_no"
 
 
+# What a scorer needs, and no more: the engine's grammar enforces these bounds, and they bound
+# the reply's length, from which the default ``max_tokens`` is derived (consumer.reply_budget).
+# Five points of 160 characters each way and a 600-character summary: 2,313 characters of
+# compact JSON at most.
+MAX_POINTS = 5
+POINT_CHARS = 160
+SUMMARY_CHARS = 600
+Point = Annotated[str, StringConstraints(max_length=POINT_CHARS)]
+
+
 class Evaluation(BaseModel):
     """The structured output the engine is constrained to produce."""
 
@@ -99,9 +109,9 @@ class Evaluation(BaseModel):
 
     score: int = Field(ge=0, le=100, description="Overall fit, 0 (none) to 100 (ideal).")
     recommendation: Recommendation
-    strengths: list[Annotated[str, StringConstraints(max_length=300)]] = Field(max_length=8)
-    concerns: list[Annotated[str, StringConstraints(max_length=300)]] = Field(max_length=8)
-    summary: str = Field(max_length=1500)
+    strengths: list[Point] = Field(max_length=MAX_POINTS, description="Short phrases.")
+    concerns: list[Point] = Field(max_length=MAX_POINTS, description="Short phrases.")
+    summary: str = Field(max_length=SUMMARY_CHARS, description="Two or three sentences.")
 
 
 class Usage(_Wire):

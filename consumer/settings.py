@@ -86,7 +86,12 @@ class EngineSettings(_Section):
         "list of prompts per micro-batch.",
     )
     structured_output: bool = True
-    max_tokens: int = Field(default=512, ge=1)
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Completion token cap. Default: with structured output, the longest reply "
+        "the evaluation schema allows (every reply that follows it fits); without, 512.",
+    )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     timeout_s: float = Field(default=600.0, gt=0)
     keep_alive: str = Field(default="30m", description="Ollama: how long the model stays loaded.")
@@ -112,8 +117,12 @@ class WindowSettings(_Section):
     policy: Literal["adaptive", "fixed"] = "adaptive"
     size: int = Field(default=32, ge=1, description="Fixed size, or the adaptive start.")
     min: int = Field(default=4, ge=1)
-    max: int = Field(default=512, ge=1)
-    interval_s: float = Field(default=2.0, gt=0, description="Adaptive: one decision per interval.")
+    max: int = Field(
+        default=1024,
+        ge=1,
+        description="vLLM runs up to 1,024 requests at once on an H200 (its default max_num_seqs).",
+    )
+    interval_s: float = Field(default=1.0, gt=0, description="Adaptive: one decision per interval.")
     linger_ms: float = Field(default=5.0, ge=0, description="Micro-batch linger.")
     max_batch: int = Field(default=64, ge=1, description="Micro-batch size cap.")
     buffer: int = Field(

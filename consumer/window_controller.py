@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.metrics import Metrics
+from consumer.occupancy import OccupancySampler
 from consumer.window_policy import WindowPolicy, WindowSample
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class WindowController:
         self._completed = 0
         self._overloads = 0
         self._times: list[float] | None = None  # completion times while a sample runs
+        self._occupancy = OccupancySampler(window, backend, metrics, interval_s, self)
 
     def completed(self) -> None:
         """Called once per finished engine request."""
@@ -94,26 +96,25 @@ class WindowController:
         """Called when the engine signals overload (429 / 503 busy)."""
         self._overloads += 1
 
+    @property
+    def counts(self) -> tuple[int, int]:
+        """Requests completed and overload signals so far."""
+        return self._completed, self._overloads
+
     async def run(self) -> None:
         """Samples and adjusts forever; cancel the task to stop."""
         self._metrics.window_limit.set(self._window.limit)
         while True:
-            await self._warm_up()
-            sample = await self._sample()
+            if await self._backend.load() is not None:
+                sample = await self._occupancy.sample(self._window.limit)
+            else:
+                await self._warm_up()
+                sample = await self._sample()
             if sample is None:
                 continue
             limit = self._policy.next_limit(sample)
             if limit != self._window.limit:
-                log.info(
-                    "window %d -> %d (%.1f req/s ± %.1f%%, %.0f in flight, %.0f s%s)",
-                    sample.limit,
-                    limit,
-                    sample.throughput,
-                    100 * sample.relative_error,
-                    sample.mean_in_flight,
-                    sample.seconds,
-                    ", overloaded" if sample.overloaded else "",
-                )
+                log.info("window %d -> %d (%s)", sample.limit, limit, describe_move(sample))
                 self._window.set_limit(limit)
                 self._metrics.window_limit.set(limit)
 
@@ -169,3 +170,18 @@ class WindowController:
             return False
         self._metrics.engine_waiting.set(load.waiting)
         return load.waiting > max(2.0, 0.2 * limit)
+
+
+def describe_move(sample: WindowSample) -> str:
+    """Why the window moved, for the log (benchmarks/window_sweep.py parses it)."""
+    error = "" if sample.engine else f" ± {100 * sample.relative_error:.1f}%"
+    line = (
+        f"{sample.throughput:.1f} req/s{error}, {sample.mean_in_flight:.0f} in flight, "
+        f"{sample.seconds:.0f} s{', overloaded' if sample.overloaded else ''}"
+    )
+    engine = sample.engine
+    if engine is not None:
+        line += f"; engine runs {engine.running:.0f}, {engine.waiting:.0f} waiting"
+        if engine.kv_cache_usage is not None:
+            line += f", KV cache {engine.kv_cache_usage:.0%}"
+    return line

@@ -19,6 +19,30 @@ from typing import Literal, Protocol
 
 Action = Literal["hold", "grow", "shrink"]
 
+# Following the engine: a standing queue of this many requests, or this share of those it
+# runs, is kept so freed slots refill at once; more means the engine is full.
+_MIN_QUEUE = 2.0
+_QUEUE_SHARE = 0.05
+# Above this KV-cache usage, more requests would make vLLM preempt (and recompute) others.
+_KV_GROWTH_LIMIT = 0.9
+_KV_ROOMY = 0.25  # below this the window climbs x4 per step: far from anything the engine holds
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOccupancy:
+    """The engine's own counts during a sample, where it exposes them (vLLM's /metrics).
+
+    Attributes:
+        running: the most requests it ran at once.
+        waiting: the fewest it held queued: a queue that never emptied had no slot or
+            memory to go to.
+        kv_cache_usage: the highest share of its KV cache in use (0 to 1), where known.
+    """
+
+    running: float
+    waiting: float
+    kv_cache_usage: float | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class WindowSample:
@@ -32,6 +56,7 @@ class WindowSample:
         overloaded: the engine signalled overload (429, Ollama 503, a vLLM queue).
         relative_error: the throughput's relative standard error, where it was estimated.
         seconds: how long the sample lasted.
+        engine: the engine's occupancy, where it reports one (then the window follows it).
     """
 
     limit: int
@@ -40,6 +65,7 @@ class WindowSample:
     overloaded: bool
     relative_error: float = math.inf
     seconds: float = 0.0
+    engine: EngineOccupancy | None = None
 
 
 class WindowPolicy(Protocol):
@@ -102,6 +128,7 @@ class AdaptiveWindowPolicy:
         self._ref_limit, self._ref_throughput = self._limit, 0.0  # where a descent began
         self._stable = 0
         self._probe_down_next = False
+        self._full_at: int | None = None  # the limit where the engine last queued
 
     def _clamp(self, limit: float) -> int:
         return max(self._min, min(self._max, round(limit)))
@@ -114,6 +141,8 @@ class AdaptiveWindowPolicy:
     def next_limit(self, sample: WindowSample) -> int:
         if sample.overloaded:
             return self._back_off(sample)
+        if sample.engine is not None:
+            return self._fill_engine(sample, sample.engine)
         if sample.mean_in_flight < 0.75 * sample.limit:
             return self._limit  # not enough demand to learn anything about the engine
         if self._action == "grow":
@@ -121,6 +150,38 @@ class AdaptiveWindowPolicy:
         if self._action == "shrink":
             return self._after_shrink(sample)
         return self._hold(sample)
+
+    def _fill_engine(self, sample: WindowSample, engine: EngineOccupancy) -> int:
+        """Follows the engine's occupancy: grow while it runs all it gets, stop at its queue.
+
+        A continuous-batching engine gains throughput with every request it runs at once
+        until its slots or its KV cache are full; from then on it queues what it gets, and a
+        larger window only adds latency. The window keeps what the engine runs plus a small
+        standing queue, so that a freed slot refills at once instead of waiting for our next
+        request to cross the network.
+        """
+        queue = max(_MIN_QUEUE, _QUEUE_SHARE * engine.running)
+        if engine.waiting > queue:
+            # Our share of the excess (several workers may feed one engine).
+            share = min(1.0, sample.mean_in_flight / max(1.0, engine.running + engine.waiting))
+            self._limit = self._clamp(self._limit - (engine.waiting - queue) * share)
+            self._settle(sample.throughput)
+            self._full_at = self._limit
+            return self._limit
+        demand = sample.mean_in_flight >= 0.75 * sample.limit
+        memory = engine.kv_cache_usage is None or engine.kv_cache_usage < _KV_GROWTH_LIMIT
+        self._stable += 1
+        if not (demand and memory) or self._limit >= self._max:
+            return self._limit
+        if self._full_at is not None and self._stable < self._probe_every:
+            return self._limit  # the engine was full here lately: probe up now and then only
+        # Until the engine first fills: x4 while its KV cache is mostly free, else x2; then
+        # x1.25 probes.
+        roomy = engine.kv_cache_usage is not None and engine.kv_cache_usage < _KV_ROOMY
+        step = (4.0 if roomy else 2.0) if self._full_at is None else 1.25
+        self._limit = self._clamp(max(self._limit + 1, self._limit * step))
+        self._stable = 0
+        return self._limit
 
     def _back_off(self, sample: WindowSample) -> int:
         self._limit = self._clamp(min(self._limit, sample.mean_in_flight) * 0.75)

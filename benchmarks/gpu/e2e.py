@@ -95,6 +95,22 @@ class ResultReader:
         self._consumer.close()
 
 
+def backlog_ready(bootstrap: str, topic: str, count: int) -> bool:
+    """Whether ``topic`` already holds ``count`` messages (a backlog an earlier run published)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-backlog-check"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return False
+        held = 0
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            held += high - low
+        return held == count
+    finally:
+        consumer.close()
+
+
 def dead_letters(bootstrap: str, topic: str) -> int:
     """Messages on the dead-letter topic (sum of its partitions' end offsets)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.count"})
@@ -120,13 +136,13 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--model", default="gemma3-1b")
     p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--window-policy", choices=["adaptive", "fixed"], default="adaptive")
-    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--window-policy", choices=["adaptive", "fixed"], help="worker's default")
+    p.add_argument("--window", type=int, help="worker's default")
     p.add_argument("--window-max", type=int)
     p.add_argument("--structured-output", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--extra-body", default="{}", help="EVALSTREAM_ENGINE__EXTRA_BODY")
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-tokens", type=int, help="worker's default (the schema's bound)")
+    p.add_argument("--temperature", type=float, help="worker's default (0)")
     p.add_argument("--metrics-port", type=int, default=9400, help="worker i uses this + i")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for results")
     p.add_argument("--lengths", type=Path, help="prompt-lengths.json from workload.py")
@@ -146,8 +162,11 @@ class E2ERun:
         self.work.mkdir(parents=True, exist_ok=True)
         self.log = self.work / "e2e.log"
         stamp = f"bench.{args.name}.{datetime.now():%H%M%S}"
+        # One backlog per requests file and count, published once and read by every run from
+        # the beginning with its own group: runs differ only in the worker's settings.
+        backlog = f"bench.backlog.{args.requests.stem}.{args.count}.p{args.partitions}"
         self.topics = {
-            "requests": f"{stamp}.requests",
+            "requests": backlog,
             "results": f"{stamp}.results",
             "dlq": f"{stamp}.dlq",
             "group": stamp,
@@ -162,6 +181,11 @@ class E2ERun:
         args = self.args
         resets = [reset_prefix_cache(engine) for engine in self.engines]
         self.out["prefix_cache"] = resets[0] if len(resets) == 1 else resets
+        if backlog_ready(args.bootstrap, self.topics["requests"], args.count):
+            self.out["publish_rc"], self.out["publish_s"] = 0, 0.0  # published by an earlier run
+            create_topics(args.bootstrap, {self.topics["results"]: args.partitions})
+            create_topics(args.bootstrap, {self.topics["dlq"]: 1})
+            return
         partitions = {self.topics["requests"]: args.partitions, self.topics["dlq"]: 1}
         partitions[self.topics["results"]] = args.partitions
         create_topics(args.bootstrap, partitions)
@@ -232,9 +256,11 @@ class E2ERun:
         workers = [worker_counts(s, t, rc) for s, t, rc in zip(self.specs, texts, rcs, strict=True)]
         out["workers"] = workers
         completed = sum(w["evalstream_completed_total"] or 0 for w in workers)
-        # Results written twice (a request in flight while its partition moved) count once above.
+        # Results the workers published that the reader had not read when the run stopped
+        # (lag, not duplicates: duplicates are counted by the collector, below).
         out["completed_sum_over_workers"] = completed
-        out["results_written_twice"] = completed - out["results_read"]
+        out["completed_not_read"] = completed - out["results_read"]
+        out["window_moves"] = window_moves(self.work)
 
     def finish(self) -> None:
         """4-5. The contract's collector over the results, a clean stop, the dead letters."""
@@ -263,6 +289,20 @@ class E2ERun:
                 worker.wait()
                 codes.append("killed")
         return codes[0] if len(codes) == 1 else codes
+
+
+MOVE = "window_controller: window "
+
+
+def window_moves(work: Path) -> list[str]:
+    """The adaptive window's moves, as the workers logged them (time, from -> to, why)."""
+    moves: list[str] = []
+    for log in sorted(work.glob("worker*.log")):
+        with log.open(errors="replace") as lines:
+            moves += [
+                line.strip()[11:200] for line in lines if "window " in line and " -> " in line
+            ]
+    return moves
 
 
 def main() -> None:

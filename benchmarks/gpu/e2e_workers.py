@@ -50,7 +50,7 @@ def worker_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One worker per engine; with several, each gets its own id, GPU index and metrics port."""
     engines = args.engine or [DEFAULT_ENGINE]
     if len(engines) == 1:
-        return [{"engine": engines[0], "metrics_port": args.metrics_port}]
+        return [{"engine": engines[0], "metrics_port": args.metrics_port, "gpu": "0"}]
     return [
         {
             "engine": engine,
@@ -72,12 +72,16 @@ def consumer_command(
     command += ["--dlq-topic", topics["dlq"], "--backend", "openai"]
     command += ["--engine-url", spec["engine"], "--model", args.model]
     command += ["--metrics-port", str(spec["metrics_port"])]
-    command += ["--window-policy", args.window_policy, "--window", str(args.window)]
+    # Unset knobs are left to the worker's defaults (the production path).
+    if args.window_policy:
+        command += ["--window-policy", args.window_policy]
+    if args.window:
+        command += ["--window", str(args.window)]
     if args.window_max:
         command += ["--window-max", str(args.window_max)]
     if "worker_id" in spec:
-        command += ["--worker-id", spec["worker_id"], "--gpu", spec["gpu"]]
-    return command
+        command += ["--worker-id", spec["worker_id"]]
+    return [*command, "--gpu", spec["gpu"]]  # the worker's NVML gauges
 
 
 def consumer_env(args: argparse.Namespace) -> dict[str, str]:
@@ -85,8 +89,10 @@ def consumer_env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
     env["EVALSTREAM_ENGINE__STRUCTURED_OUTPUT"] = "true" if args.structured_output else "false"
     env["EVALSTREAM_ENGINE__EXTRA_BODY"] = args.extra_body
-    env["EVALSTREAM_ENGINE__MAX_TOKENS"] = str(args.max_tokens)
-    env["EVALSTREAM_ENGINE__TEMPERATURE"] = str(args.temperature)
+    if args.max_tokens is not None:
+        env["EVALSTREAM_ENGINE__MAX_TOKENS"] = str(args.max_tokens)
+    if args.temperature is not None:
+        env["EVALSTREAM_ENGINE__TEMPERATURE"] = str(args.temperature)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

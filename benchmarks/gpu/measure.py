@@ -121,13 +121,18 @@ def statistics(
     out |= {"ok": sum(1 for d in described.values() if d["ok"])}
     out |= _rates(times, started, sum(completions))
     out |= {"completion_tokens": summary(completions), "prompt_tokens_total": prompt}
+    # Only results of one engine call: a repair's usage adds the longer repair prompt.
+    single = {k: d for k, d in described.items() if int(d.get("attempts") or 1) == 1}
     mismatched = [
         k
-        for k, d in described.items()
+        for k, d in single.items()
         if k in expected_lengths
         and d["usage"].get("prompt_tokens") not in (None, expected_lengths[k])
     ]
     out["prompt_tokens_mismatch"] = {"count": len(mismatched), "examples": mismatched[:5]}
+    out["repeated_calls"] = len(described) - len(single)
+    out["ok_share"] = out["ok"] / len(described)
+    out["ok_per_s_from_start"] = out["ok"] / out["wall_from_start_s"] if out["ok"] else 0.0
     out["errors"] = _errors(described.values())
     timings = [d["timings"] for d in described.values() if d["timings"]]
     if timings:

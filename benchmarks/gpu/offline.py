@@ -9,7 +9,8 @@ output length). The prompts go in as token ids, exactly those the worker's chat 
 
 Each ``--run NAME:FILE[:COUNT]`` is timed on the one engine after resetting its prefix cache, so
 runs do not help each other. A run named ``schema*`` adds the evaluation JSON schema as structured
-output (no ``ignore_eos``: the grammar ends the reply) with ``--schema-max-tokens``.
+output (no ``ignore_eos``: the grammar ends the reply) with ``--schema-max-tokens`` and the
+worker's default temperature (0); its replies are checked as the worker checks them.
 
 Usage: offline.py --run noschema:P.jsonl --run schema:S.jsonl:5000 --schema schema.json
                   --output-json out.json -- <vllm engine arguments>
@@ -41,7 +42,13 @@ def load_prompts(path: Path, count: int | None) -> list[dict[str, Any]]:
     return rows
 
 
-def sampling(vllm: Any, row: dict[str, Any], schema: dict[str, Any] | None, max_tokens: int) -> Any:
+def sampling(
+    vllm: Any,
+    row: dict[str, Any],
+    schema: dict[str, Any] | None,
+    max_tokens: int,
+    temperature: float,
+) -> Any:
     """The sampling parameters of one prompt (those of vllm bench throughput, or the schema's)."""
     if schema is None:
         return vllm.SamplingParams(
@@ -50,7 +57,7 @@ def sampling(vllm: Any, row: dict[str, Any], schema: dict[str, Any] | None, max_
     structured: Any = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
     return vllm.SamplingParams(
         n=1,
-        temperature=1.0,
+        temperature=temperature,
         top_p=1.0,
         max_tokens=max_tokens,
         structured_outputs=structured(json=schema),
@@ -58,11 +65,16 @@ def sampling(vllm: Any, row: dict[str, Any], schema: dict[str, Any] | None, max_
 
 
 def timed_run(
-    llm: Any, vllm: Any, rows: list[dict[str, Any]], schema: dict[str, Any] | None, max_tokens: int
+    llm: Any,
+    vllm: Any,
+    rows: list[dict[str, Any]],
+    schema: dict[str, Any] | None,
+    max_tokens: int,
+    temperature: float = 0.0,
 ) -> dict[str, Any]:
     """One timed ``generate`` over ``rows``, and what came out of it."""
     prompts = [{"prompt_token_ids": row["prompt_token_ids"]} for row in rows]
-    params = [sampling(vllm, row, schema, max_tokens) for row in rows]
+    params = [sampling(vllm, row, schema, max_tokens, temperature) for row in rows]
     llm.reset_prefix_cache()
     start = time.perf_counter()
     outputs = llm.generate(prompts, params, use_tqdm=False)
@@ -74,7 +86,7 @@ def timed_run(
     for o in outputs:
         reason = str(o.outputs[0].finish_reason)
         reasons[reason] = reasons.get(reason, 0) + 1
-    valid = _valid_json(outputs) if schema is not None else None
+    validity = validation([o.outputs[0] for o in outputs]) if schema is not None else None
     return {
         "requests": len(outputs),
         "elapsed_s": elapsed,
@@ -85,20 +97,50 @@ def timed_run(
         "prefix_cache_hit_share": cached / prompt_tokens if prompt_tokens else None,
         "output_tokens": summary(out_lens),
         "finish_reasons": reasons,
-        "valid_json_share": valid,
+        "valid_json_share": validity["json_strict_share"] if validity else None,
+        "validation": validity,
+        "valid_requests_per_s": validity["valid_share"] * len(outputs) / elapsed
+        if validity
+        else None,
         "structured_output": schema is not None,
     }
 
 
-def _valid_json(outputs: list[Any]) -> float:
-    good = 0
-    for o in outputs:
+def validation(completions: list[Any]) -> dict[str, Any]:
+    """How many replies parse (strict JSON, tolerant JSON) and validate, and why others did not.
+
+    Strict is ``json.loads`` as it stands; tolerant accepts control characters inside strings
+    (``strict=False``), as the worker does; valid is the worker's own check (`Evaluation`).
+    A few failing replies are kept verbatim (``repr``) to be looked at.
+    """
+    evaluation: Any = importlib.import_module("consumer.records").parse_evaluation
+    counts = {"json_strict": 0, "json_tolerant": 0, "valid": 0}
+    failures: dict[str, list[str]] = {}
+    for completion in completions:
+        text, reason = completion.text, str(completion.finish_reason)
         try:
-            json.loads(o.outputs[0].text)
-            good += 1
+            json.loads(text)
+            counts["json_strict"] += 1
         except ValueError:
             pass
-    return good / len(outputs) if outputs else 0.0
+        try:
+            json.loads(text, strict=False)
+            counts["json_tolerant"] += 1
+            evaluation(text)
+            counts["valid"] += 1
+            continue
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            kind = f"{reason}: {type(exc).__name__}"
+            examples = failures.setdefault(kind, [])
+            if len(examples) < 3:
+                examples.append(repr(text[:600]) + f" ({str(exc)[:200]})")
+    n = max(1, len(completions))
+    return {
+        "json_strict_share": counts["json_strict"] / n,
+        "json_tolerant_share": counts["json_tolerant"] / n,
+        "valid_share": counts["valid"] / n,
+        "failures": {k: {"examples": v} for k, v in failures.items()},
+    }
 
 
 def main() -> None:
@@ -109,6 +151,7 @@ def main() -> None:
     p.add_argument("--run", action="append", required=True, help="NAME:FILE[:COUNT]")
     p.add_argument("--schema", type=Path, help="JSON schema for runs named schema*")
     p.add_argument("--schema-max-tokens", type=int, default=512)
+    p.add_argument("--schema-temperature", type=float, default=0.0, help="the worker's default")
     p.add_argument("--output-json", type=Path, required=True)
     args = p.parse_args(sys.argv[1:split])
 
@@ -134,8 +177,9 @@ def main() -> None:
         run_schema = schema if name.startswith("schema") else None
         # Warm-up on prompts of the run itself (compiles the grammar, first CUDA-graph sizes);
         # the cache reset inside timed_run keeps it from helping the timed pass.
-        timed_run(llm, vllm, rows[:WARMUP_PROMPTS], run_schema, args.schema_max_tokens)
-        result["runs"][name] = timed_run(llm, vllm, rows, run_schema, args.schema_max_tokens)
+        knobs = (run_schema, args.schema_max_tokens, args.schema_temperature)
+        timed_run(llm, vllm, rows[:WARMUP_PROMPTS], *knobs)
+        result["runs"][name] = timed_run(llm, vllm, rows, *knobs)
         result["runs"][name]["file"] = path
         print(name, json.dumps(result["runs"][name]), flush=True)
         write_json(args.output_json, result)

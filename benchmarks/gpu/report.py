@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,11 @@ def gpu_util(results: Path) -> dict[str, float]:
         inside = [u for t, u in samples if phase["start"] <= t <= phase.get("end", t)]
         if inside:
             means[phase["name"]] = sum(inside) / len(inside)
+    if samples and phases and not means:
+        # Say why instead of an empty table: the clocks of the sampler and the phases disagree.
+        means["no_sample_inside_a_phase"] = float(len(samples))
+        means["samples_first_s"], means["samples_last_s"] = samples[0][0], samples[-1][0]
+        means["phases_first_s"] = float(phases[0]["start"])
     return means
 
 
@@ -116,7 +122,13 @@ def e2e_entry(data: dict[str, Any] | None) -> dict[str, Any] | None:
         ),
         "engines": data.get("engines"),
         "workers": [_worker_entry(w) for w in data.get("workers") or []],
-        "results_written_twice": data.get("results_written_twice"),
+        "completed_not_read": data.get("completed_not_read"),
+        "duplicates": (data.get("collect_summary") or {}).get("duplicates"),
+        "ok_share": stats.get("ok_share"),
+        "ok_per_s_from_start": stats.get("ok_per_s_from_start"),
+        "repeated_calls": stats.get("repeated_calls"),
+        "output_tokens": stats.get("completion_tokens"),
+        "window_moves": data.get("window_moves"),
     }
 
 
@@ -224,6 +236,50 @@ def so_cost(runs: dict[str, Any], e2e: dict[str, Any]) -> dict[str, float | None
     }
 
 
+def best_fixed(e2e: dict[str, Any], pattern: str) -> tuple[str | None, float | None]:
+    """The fixed-window run of ``pattern`` (``fixed`` or ``schema-fixed``) with the best rate."""
+    runs = [
+        (name, entry["rps_steady_10_90"] or entry["rps_from_start"])
+        for name, entry in e2e.items()
+        if entry and re.fullmatch(pattern + r"\d+", name) and name != "fixed8"
+    ]
+    return max(runs, key=lambda run: run[1] or 0, default=(None, None))
+
+
+def production(e2e: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any] | None:
+    """The production path (native requests, the schema, default settings) against its ceilings.
+
+    Rates are steady (10-90% of the results); ``*_from_start`` include the worker's start-up.
+    """
+    prod, off = e2e.get("adaptive"), runs.get("schema") or {}
+    if not prod:
+        return None
+    steady = prod["rps_steady_10_90"]
+    ok_share = prod.get("ok_share")
+    fixed_name, fixed_rps = best_fixed(e2e, "schema-fixed")
+    plain_name, plain_rps = best_fixed(e2e, "fixed")
+    plain = e2e.get("noschema") or {}
+    return {
+        "results_per_s_steady": steady,
+        "ok_per_s_steady": steady * ok_share if steady and ok_share is not None else None,
+        "ok_share": ok_share,
+        "engine_calls_per_result": prod.get("engine_calls_per_result"),
+        "over_offline_schema_rps": ratio(steady, off.get("requests_per_s")),
+        "ok_over_offline_schema_valid": ratio(
+            steady * ok_share if steady and ok_share is not None else None,
+            off.get("valid_requests_per_s"),
+        ),
+        "over_offline_schema_rps_from_start": ratio(
+            prod["rps_from_start"], off.get("requests_per_s")
+        ),
+        "adaptive_over_best_fixed": ratio(steady, fixed_rps),
+        "best_fixed": fixed_name,
+        "passthrough_adaptive_over_best_fixed": ratio(plain.get("rps_steady_10_90"), plain_rps),
+        "passthrough_best_fixed": plain_name,
+        "window_moves": prod.get("window_moves"),
+    }
+
+
 def scaling(e2e: dict[str, Any]) -> dict[str, Any] | None:
     """Two engines (one consumer group, a worker each) over one, same run (target >= 1.9)."""
     two, one = e2e.get("2gpu"), e2e.get("noschema")
@@ -273,6 +329,7 @@ def build(results: Path) -> dict[str, Any]:
     adaptive = e2e.get("adaptive")
     if adaptive:
         summary["adaptive_schema"] = adaptive_summary(adaptive, runs.get("schema") or {})
+    summary["production"] = production(e2e, runs)
     summary["structured_output_cost"] = so_cost(runs, e2e)
     summary["scaling"] = scaling(e2e)
     summary["gap_to_serve"] = gap(direct, points, e2e)

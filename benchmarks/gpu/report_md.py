@@ -19,6 +19,13 @@ def _offline_row(name: str, run: dict[str, Any]) -> str:
         f"{run.get('requests')} requests, finish {run.get('finish_reasons')}, "
         f"prefix hits {fmt(run.get('prefix_cache_hit_share'))}"
     )
+    check = run.get("validation")
+    if check:
+        strict, tolerant = check.get("json_strict_share"), check.get("json_tolerant_share")
+        notes += (
+            f", valid {fmt(check.get('valid_share'))} "
+            f"(strict JSON {fmt(strict)}, tolerant {fmt(tolerant)})"
+        )
     rps, tok = fmt(run.get("requests_per_s")), fmt(run.get("output_tokens_per_s"), 0)
     return f"| offline {name} | {rps} | {tok} | {notes} |"
 
@@ -52,8 +59,12 @@ def _e2e_row(name: str, e: dict[str, Any]) -> str:
         f"drain {fmt(e.get('wall_from_start_s'), 0)} s, "
         f"e2e p50/p95 {fmt(lat.get('p50'), 1)}/{fmt(lat.get('p95'), 1)} s, "
         f"engine p50/p95 {fmt(eng.get('p50'), 1)}/{fmt(eng.get('p95'), 1)} s, "
-        f"calls/result {fmt(e.get('engine_calls_per_result'))}, DLQ {e.get('dead_letters')}"
+        f"calls/result {fmt(e.get('engine_calls_per_result'))}, DLQ {e.get('dead_letters')}, "
+        f"errors {e.get('errors') or {}}"
     )
+    moves = e.get("window_moves") or []
+    if moves:
+        notes += f", window moves {len(moves)}, last: {moves[-1][:90]}"
     if len(e.get("workers") or []) > 1:
         split = "/".join(fmt(w.get("completed"), 0) for w in e["workers"])
         notes += f", completed per worker {split}"
@@ -63,8 +74,8 @@ def _e2e_row(name: str, e: dict[str, Any]) -> str:
 
 def markdown(data: dict[str, Any]) -> str:
     """The report as a Markdown table and the summary ratios."""
-    lines = ["# GPU benchmark (H200, vLLM 0.26.0, gemma-3-1b shape, random weights)", ""]
     workload = data.get("workload") or {}
+    lines = [f"# GPU benchmark (vLLM 0.26.0, model {workload.get('model', '?')})", ""]
     if workload:
         tokens = workload.get("prompt_tokens", {})
         lines += [

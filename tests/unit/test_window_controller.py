@@ -15,8 +15,8 @@ from consumer.admission import AdmissionWindow
 from consumer.backends.base import EngineLoad
 from consumer.logs import ContextTextFormatter
 from consumer.metrics import Metrics
-from consumer.window_controller import WindowController, relative_error
-from consumer.window_policy import WindowSample
+from consumer.window_controller import WindowController, describe_move, relative_error
+from consumer.window_policy import EngineOccupancy, WindowSample
 
 INTERVAL_S = 0.01
 
@@ -181,3 +181,20 @@ def test_the_window_sweep_reads_the_moves_the_controller_logs(
     assert move["relative_error"] == pytest.approx(sample.relative_error, abs=0.0005)
     assert move["sample_s"] == pytest.approx(sample.seconds, abs=0.5)
     assert move["overloaded"] is False
+
+
+def test_the_window_sweep_reads_a_move_made_on_the_engine_s_occupancy(tmp_path: Path) -> None:
+    engine = EngineOccupancy(running=31, waiting=0, kv_cache_usage=0.4)
+    sample = WindowSample(32, 45.25, 31, False, seconds=1.2, engine=engine)
+    log = tmp_path / "worker.log"
+    log.write_text(
+        "2026-12-04 10:00:00,000 INFO consumer.window_controller: "
+        f"window 32 -> 64 ({describe_move(sample)})\n"
+    )
+
+    moves = importlib.import_module("benchmarks.window_sweep").window_moves(log)
+
+    assert moves["limits"] == [32, 64]
+    (move,) = moves["moves"]
+    assert move["requests_per_s"] == pytest.approx(45.2)
+    assert move["relative_error"] is None
