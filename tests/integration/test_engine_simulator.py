@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.local.engine import EngineSimulator
+from consumer.local.simulator.server import EngineSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -354,7 +354,15 @@ def test_the_simulator_runs_in_a_thread_for_synchronous_code() -> None:
 @pytest.mark.timeout(60)
 def test_serve_prints_the_url_first_and_exits_zero_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "consumer.local.engine", "--profile", "instant", "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "consumer.local.simulator.server",
+        "--profile",
+        "instant",
+        "--port",
+        "0",
+    ]
     with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.local.fakejson import JSON_OBJECT_SCHEMA, FakeJson, corrupt, fake_text
-from consumer.local.tokens import count_tokens
+from consumer.local.simulator.fakejson import JSON_OBJECT_SCHEMA, FakeJson, corrupt, fake_text
+from consumer.local.simulator.tokens import count_tokens
 from consumer.schemas import Evaluation
 
 
