@@ -41,6 +41,8 @@ CONCURRENCY = (1, 8, 16, 32, 64, 96, 128, 160, 256, 512, 1024)
 PROMPT_TOKENS = 2000
 OUTPUT_TOKENS = 200
 
+SIMULATOR = "consumer.local.simulator.server"  # run as a module: its own main
+
 
 @dataclass(frozen=True)
 class Row:
@@ -99,15 +101,7 @@ class Load:
 
 def start_simulator(time_scale: float) -> tuple[subprocess.Popen[str], str]:
     """Starts the simulator process; returns it and its URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "consumer.local.simulator.server",
-        "--profile",
-        "vllm",
-        "--port",
-        "0",
-    ]
+    command = [sys.executable, "-m", SIMULATOR, "--profile", "vllm", "--port", "0"]
     command += ["--time-scale", str(time_scale)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

@@ -92,11 +92,7 @@ class Worker:
             batches=batches,
             on_overload=lambda: self.controller.overloaded(),
         )
-        policy: WindowPolicy = (
-            FixedWindowPolicy(w.size)
-            if w.policy == "fixed"
-            else AdaptiveWindowPolicy(start, w.min, w.max)
-        )
+        policy = _window_policy(settings, start)
         self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
         self._batcher = MicroBatcher(self.window, self._dispatch, w.linger_ms / 1000, w.max_batch)
@@ -335,3 +331,11 @@ class Worker:
         self.window.release()
         self.controller.completed()
         self._publisher.emit(outcome)
+
+
+def _window_policy(settings: Settings, start: int) -> WindowPolicy:
+    """The configured window policy, starting at ``start``."""
+    w = settings.window
+    if w.policy == "fixed":
+        return FixedWindowPolicy(w.size)
+    return AdaptiveWindowPolicy(start, w.min, w.max)
