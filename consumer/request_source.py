@@ -155,6 +155,7 @@ class RequestSource:
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
             self._drain_commands()
             self._leave_group()
+            log.info("left the group")
         except SourceError as exc:
             # No leave, no commit: a fatal consumer cannot talk to the group any more.
             self._listener.on_fatal(exc)
@@ -163,7 +164,6 @@ class RequestSource:
             self._listener.on_fatal(SourceError(f"request source thread failed: {exc!r}"))
         finally:
             self._consumer.close()
-            log.info("left the group")
 
     def _leave_group(self) -> None:
         """Unsubscribes and serves the group until it took every partition back.
