@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from consumer.local.kafka import LocalKafka
+from consumer.local.broker.kafka import LocalKafka
 from consumer.local.processes import ManagedProcess
 from consumer.local.topics import create_topics
 

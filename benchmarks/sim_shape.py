@@ -1,6 +1,7 @@
 """The throughput curve of the engine simulator's ``vllm`` profile, measured over HTTP.
 
-Starts ``python -m consumer.local.engine --profile vllm`` in its own process, then for each
+Starts ``python -m consumer.local.simulator.server --profile vllm`` in its own process, then for
+each
 concurrency keeps that many ``/v1/completions`` requests in flight (a new one the moment one
 returns, like ``vllm bench serve --max-concurrency``): ~2000-token prompts, 200 output tokens
 (``ignore_eos``). The first ``concurrency`` answers warm the engine up; the next ones are timed.
@@ -31,14 +32,16 @@ from typing import Any
 
 import aiohttp
 
-from consumer.local.sim_calibration import closed_loop, make_prompt
-from consumer.local.sim_profile import load_profile
+from consumer.local.simulator.calibration import closed_loop, make_prompt
+from consumer.local.simulator.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sim_shape.json"
 CONCURRENCY = (1, 8, 16, 32, 64, 96, 128, 160, 256, 512, 1024)
 PROMPT_TOKENS = 2000
 OUTPUT_TOKENS = 200
+
+SIMULATOR = "consumer.local.simulator.server"  # run as a module: its own main
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class Load:
 
 def start_simulator(time_scale: float) -> tuple[subprocess.Popen[str], str]:
     """Starts the simulator process; returns it and its URL."""
-    command = [sys.executable, "-m", "consumer.local.engine", "--profile", "vllm", "--port", "0"]
+    command = [sys.executable, "-m", SIMULATOR, "--profile", "vllm", "--port", "0"]
     command += ["--time-scale", str(time_scale)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

@@ -23,9 +23,11 @@ from pydantic import ValidationError
 from consumer.backends.base import Backend
 from consumer.backends.ollama import OllamaBackend
 from consumer.backends.openai import OpenAIBackend
+from consumer.backoff import ENGINE_PROBE
 from consumer.errors import ConfigError
 from consumer.gpu_metrics import GpuCollector
 from consumer.http_server import HealthServer
+from consumer.kafka_clients import open_clients
 from consumer.logs import configure_logging
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
@@ -149,11 +151,9 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 async def wait_for_engine(backend: Backend, models: list[str]) -> None:
     """Waits for the engine to answer, then checks that it serves every routed model."""
-    delay = 0.5
-    while not await backend.health():
-        log.info("waiting for the engine to answer its health check")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+    await ENGINE_PROBE.until(
+        backend.health, lambda _: log.info("waiting for the engine to answer its health check")
+    )
     for model in models:
         await backend.check_model(model)
 
@@ -177,7 +177,10 @@ async def serve(settings: Settings) -> int:
             [Variant(v.name, v.model, v.weight) for v in settings.engine.variants],
         )
         metrics.build_info(_version(), backend.name, settings.engine.model)
-        worker = Worker(settings, backend, router, template, metrics, batches=batches)
+        loop = asyncio.get_running_loop()
+        # Opened here, off the loop (exactly-once initialises its transactions: a round trip).
+        clients = await asyncio.to_thread(open_clients, settings, metrics, loop)
+        worker = Worker(settings, backend, router, template, metrics, clients, batches=batches)
         server = HealthServer(registry, worker.live, worker.ready)
         if settings.metrics.enabled:
             # Up before the engine: probes and /metrics answer while a model loads (minutes).

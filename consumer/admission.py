@@ -2,6 +2,8 @@
 
 A counting gate whose limit can move while requests are in flight: lowering it
 never cancels work, it only stops new admissions until enough requests finish.
+It also owns the read-ahead around it (``window.buffer``): how many consumed requests
+may wait for a slot before the partitions pause, and when they resume.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ class AdmissionWindow:
 
     Args:
         limit: initial limit.
+        buffer: requests read ahead of the window (``window.buffer``).
         closed: start closed (no admissions until `open`).
     """
 
-    def __init__(self, limit: int, *, closed: bool = False) -> None:
+    def __init__(self, limit: int, *, buffer: int = 1, closed: bool = False) -> None:
         self._limit = max(1, limit)
+        self._buffer = max(1, buffer)
         self._in_flight = 0
         self._open = not closed
         self._changed = asyncio.Event()
@@ -27,6 +31,24 @@ class AdmissionWindow:
     def limit(self) -> int:
         """Current limit."""
         return self._limit
+
+    @property
+    def high_water(self) -> int:
+        """Requests the worker may hold (buffered, in flight, unacknowledged) before pausing.
+
+        The buffer does not scale with the window: a small window on a fast engine would
+        otherwise pause and resume the partitions every few milliseconds.
+        """
+        return self._limit + self._buffer
+
+    @property
+    def resume_at(self) -> int:
+        """The free room at which paused partitions resume: half the buffer.
+
+        Each pause drops librdkafka's prefetched data and fetching restarts up to
+        ``fetch.wait.max.ms`` later, so the half still buffered must outlast that.
+        """
+        return max(1, self._buffer // 2)
 
     @property
     def in_flight(self) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from consumer.admission import AdmissionWindow
 from consumer.jobs import Job
-from consumer.request_source import PartitionKey
+from consumer.partitions import PartitionKey
 
 Dispatch = Callable[[list[Job]], None]
 

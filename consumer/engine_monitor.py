@@ -12,15 +12,14 @@ import logging
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
+from consumer.backoff import ENGINE_PROBE
+from consumer.failures import EngineCircuit
 from consumer.metrics import Metrics
-from consumer.policy import EngineCircuit
 
 log = logging.getLogger(__name__)
 
 _CHECK_S = 0.2
 _HEALTHY_PROBE_S = 5.0
-_PROBE_INITIAL_S = 0.5
-_PROBE_MAX_S = 10.0
 
 
 class EngineMonitor:
@@ -57,10 +56,7 @@ class EngineMonitor:
         self._window.close()
         self._metrics.circuit_open.set(1)
         await self._set_health(False)
-        delay = _PROBE_INITIAL_S
-        while not await self._backend.health():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _PROBE_MAX_S)
+        await ENGINE_PROBE.until(self._backend.health)
         await self._set_health(True)
         self._circuit.close()
         self._window.open()

@@ -1,6 +1,6 @@
 """The error hierarchy: one root, one subclass per stage, a ``retriable`` flag.
 
-The failure policy (`consumer.policy`) decides what happens to each class; the
+The failure policy (`consumer.failures`) decides what happens to each class; the
 classes only say what went wrong and where.
 """
 
@@ -104,3 +104,16 @@ class MessageTooLarge(SinkError):
 
     reason = "message_too_large"
     retriable = False
+
+
+class SourceError(EvalstreamError):
+    """The requests-topic consumer failed fatally (librdkafka's ``fatal()``): it cannot go on."""
+
+    reason = "consumer_fatal"
+
+
+class CommitError(EvalstreamError):
+    """An offset commit failed fatally (a fenced transactional producer): this process may
+    not commit again; a restart resumes from the last commit."""
+
+    reason = "commit_fatal"

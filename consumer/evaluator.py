@@ -11,8 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,13 +23,15 @@ from consumer.errors import (
     InvalidOutput,
     TruncatedOutput,
 )
-from consumer.jobs import Job, RawHeaders
+from consumer.failures import EngineCircuit, FailurePolicy
+from consumer.jobs import Job
 from consumer.metrics import Metrics
-from consumer.policy import EngineCircuit, FailurePolicy
 from consumer.prompts import PromptTemplate, evaluation_schema
 from consumer.records import (
+    Outcome,
+    OutcomeHandler,
     batch_output,
-    dead_letter_headers,
+    dead_letter,
     evaluation_result,
     parse_evaluation,
 )
@@ -41,29 +42,6 @@ from consumer.settings import EngineSettings
 log = logging.getLogger(__name__)
 
 _FREE_TEXT_MAX_TOKENS = 512  # without a schema nothing bounds the reply
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The final word on a job: a message for the results or dead-letter topic."""
-
-    job: Job
-    destination: Literal["result", "dead_letter"]
-    value: bytes | None
-    headers: RawHeaders | None
-    status: str  # "ok", "error" or the dead-letter reason
-
-
-OutcomeHandler = Callable[[Outcome], None]
-
-
-def dead_letter(
-    job: Job, error: EvalstreamError, worker_id: str, reason: str | None = None
-) -> Outcome:
-    """The dead-letter outcome of ``job``: its original bytes, and headers saying why."""
-    headers = dead_letter_headers(job, error, worker_id, reason)
-    # The original value byte for byte: a null value (tombstone) stays null.
-    return Outcome(job, "dead_letter", job.value, headers, reason or error.reason)
 
 
 class Evaluator:

@@ -14,7 +14,7 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from consumer.errors import DecodeError
-from consumer.request_source import PartitionKey
+from consumer.partitions import PartitionKey
 from consumer.schemas import AnyRequest, BatchRequestLine, parse_request
 
 RawHeaders = list[tuple[str, bytes]]

@@ -1,46 +1,48 @@
-"""The worker's Kafka clients, configured from the settings in one place.
+"""The worker's Kafka clients, opened where the process starts and passed to the worker.
 
 One consumer (`RequestSource`, its own thread), one idempotent producer for results and
-dead letters (`ResultSink`), and in exactly-once mode a transactional producer
-(`TransactionalCommitter`) fenced by the consumer group's metadata.
+dead letters (`ResultSink`), and the `Committer` of the configured delivery guarantee
+(exactly-once adds a transactional producer fenced by the consumer group's metadata).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from consumer.committer import Committer, open_committer
 from consumer.metrics import Metrics
-from consumer.request_source import RequestSource, SourceListener
+from consumer.request_source import RequestSource
 from consumer.result_sink import ResultSink
 from consumer.settings import Settings
-from consumer.transactions import TransactionalCommitter
 
 
-@dataclass
+@dataclass(frozen=True)
 class KafkaClients:
-    """The clients of one worker; ``txn`` is None in at-least-once mode."""
+    """The clients of one worker; the worker closes them when it stops."""
 
     source: RequestSource
     sink: ResultSink
-    txn: TransactionalCommitter | None
+    committer: Committer
 
 
 def open_clients(
-    settings: Settings,
-    listener: SourceListener,
-    demand: Callable[[], int],
-    metrics: Metrics,
-    loop: asyncio.AbstractEventLoop,
+    settings: Settings, metrics: Metrics, loop: asyncio.AbstractEventLoop
 ) -> KafkaClients:
-    """Creates the clients (the source is not started yet)."""
+    """Creates the clients; the source subscribes only when the worker starts it.
+
+    Args:
+        settings: the whole configuration.
+        metrics: receives librdkafka's statistics (consumer lag).
+        loop: the event loop that awaits delivery reports.
+    """
     kafka = settings.kafka
     common = kafka.client_config()
     exactly_once = kafka.processing_guarantee == "exactly_once"
     source = RequestSource(
         {
             **common,
+            # Exactly-once: requests of aborted upstream transactions are never read.
             "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
             "group.id": kafka.group_id,
             "client.id": settings.worker_id,
@@ -48,17 +50,12 @@ def open_clients(
             "stats_cb": metrics.kafka_stats.update,
         },
         kafka.requests_topic,
-        listener,
-        demand,
-        # Resume with half the buffer still full: it must outlast the refetch (see buffer).
-        resume_at=lambda: max(1, settings.window.buffer // 2),
     )
-    txn = None
-    if exactly_once:
-        txn = TransactionalCommitter(
-            common,
-            f"{kafka.group_id}-{settings.worker_id}",
-            source.group_metadata,
-            lambda o: kafka.results_topic if o.destination == "result" else kafka.dlq_topic,
-        )
-    return KafkaClients(source, ResultSink(common, loop), txn)
+    sink = ResultSink(
+        common,
+        loop,
+        results_topic=kafka.results_topic,
+        dlq_topic=kafka.dlq_topic,
+        worker_id=settings.worker_id,
+    )
+    return KafkaClients(source, sink, open_committer(settings, source, sink))

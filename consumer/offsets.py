@@ -75,8 +75,3 @@ class PartitionOffsets:
     def reset_commit(self) -> None:
         """Forgets the last commit (it failed), so `take_commit` offers it again."""
         self._committed = None
-
-    def mark_committed(self, offset: int) -> None:
-        """Notes an offset committed by other means, so it is not committed again."""
-        if self._committed is None or offset > self._committed:
-            self._committed = offset

@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from consumer.offsets import PartitionOffsets
-from consumer.request_source import PartitionKey
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKey:
+    """A partition and the assignment epoch it was (re)assigned under."""
+
+    topic: str
+    partition: int
+    epoch: int
 
 
 @dataclass(slots=True)

@@ -1,8 +1,8 @@
-"""Publishes final outcomes: results to the results topic, dead letters to theirs.
+"""Publishes final outcomes through the committer and completes their offsets.
 
-An outcome's offset completes only once the broker acknowledged it (at-least-once), or
-once it is held for the transaction that will commit it with its offset (exactly-once).
-The outcome of a job whose partition was revoked is never published.
+An outcome's offset completes once the `Committer` took it: acknowledged by the broker
+(at-least-once), or held for the transaction that commits it with its offset
+(exactly-once). The outcome of a job whose partition was revoked is never published.
 """
 
 from __future__ import annotations
@@ -11,42 +11,31 @@ import asyncio
 import logging
 import time
 
-from consumer.errors import DecodeError, MessageTooLarge, RoutingError
-from consumer.evaluator import Outcome, dead_letter
+from consumer.committer import Committer
+from consumer.errors import DecodeError, RoutingError
 from consumer.jobs import Job
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionRegistry
-from consumer.records import HEADER_PREFIX
-from consumer.result_sink import ResultSink
-from consumer.settings import KafkaSettings
-from consumer.transactions import TransactionalCommitter
+from consumer.records import Outcome
 
 log = logging.getLogger(__name__)
 
 
 class OutcomePublisher:
-    """Sends outcomes and completes their offsets.
+    """Sends outcomes and completes their offsets; runs on the event loop.
 
     Args:
-        kafka: topic names.
         partitions: the owned partitions (outcomes of others are dropped).
+        committer: takes each outcome (sends it, or holds it for a transaction).
         metrics: the metrics catalogue.
-        worker_id: recorded in the dead letters it makes itself.
     """
 
     def __init__(
-        self,
-        kafka: KafkaSettings,
-        partitions: PartitionRegistry,
-        metrics: Metrics,
-        worker_id: str = "",
+        self, partitions: PartitionRegistry, committer: Committer, metrics: Metrics
     ) -> None:
-        self._kafka = kafka
-        self._worker_id = worker_id
         self._partitions = partitions
+        self._committer = committer
         self._metrics = metrics
-        self.sink: ResultSink | None = None
-        self.txn: TransactionalCommitter | None = None
         self.pending = 0  # outcomes not yet acknowledged: they count against the demand
 
     def emit(self, outcome: Outcome) -> None:
@@ -66,49 +55,9 @@ class OutcomePublisher:
 
     async def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
-        if self.txn is not None:
-            # Exactly once: produced later, in the transaction that commits its offset.
-            self.txn.hold(outcome)
-        else:
-            try:
-                await self._send(outcome)
-            except MessageTooLarge as exc:
-                outcome = await self._send_oversized(outcome, exc)
+        outcome = await self._committer.deliver(outcome)
         self._count(outcome)
         self._partitions.complete(job.source, job.offset)
-
-    async def _send(self, outcome: Outcome) -> None:
-        assert self.sink is not None
-        job, kafka = outcome.job, self._kafka
-        if outcome.destination == "result":
-            await self.sink.send(kafka.results_topic, job.key, outcome.value, None)
-        else:
-            await self.sink.send(kafka.dlq_topic, job.key, outcome.value, outcome.headers)
-
-    async def _send_oversized(self, outcome: Outcome, error: MessageTooLarge) -> Outcome:
-        """A message over the topic's size limit must not block its partition: a result
-        becomes a dead letter; a dead letter goes without its value, its headers saying
-        where the original still lies (source topic, partition, offset)."""
-        job, worker = outcome.job, self._worker_id
-        where = {
-            "request_id": job.request_id,
-            "partition": job.source.partition,
-            "offset": job.offset,
-        }
-        log.error("%s; sending a dead letter without the value", error.message, extra=where)
-        if outcome.destination == "result":
-            outcome = dead_letter(job, error, worker)
-            try:
-                await self._send(outcome)
-                return outcome
-            except MessageTooLarge:
-                pass
-        size = str(len(job.value or b"")).encode()
-        headers = [h for h in outcome.headers or [] if h[0].startswith(HEADER_PREFIX)]
-        headers.append((HEADER_PREFIX + "value.omitted", size))
-        slim = Outcome(job, "dead_letter", None, headers, outcome.status)
-        await self._send(slim)
-        return slim
 
     def _count(self, outcome: Outcome) -> None:
         job = outcome.job

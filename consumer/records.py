@@ -1,11 +1,14 @@
-"""What the worker writes: results, OpenAI batch output lines and dead letters."""
+"""What the worker writes: outcomes (results, OpenAI batch output lines, dead letters)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from consumer.backends.base import Completion
 from consumer.errors import EvalstreamError
@@ -25,6 +28,20 @@ from consumer.schemas import (
 )
 
 HEADER_PREFIX = "evalstream."
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final word on a job: a message for the results or dead-letter topic."""
+
+    job: Job
+    destination: Literal["result", "dead_letter"]
+    value: bytes | None
+    headers: RawHeaders | None
+    status: str  # "ok", "error" or the dead-letter reason
+
+
+OutcomeHandler = Callable[[Outcome], None]
 
 
 def timings(job: Job, now: float | None = None) -> Timings:
@@ -111,6 +128,15 @@ def dead_letter_headers(
         "worker": worker_id,
     }
     return [*job.headers, *((HEADER_PREFIX + k, v.encode()) for k, v in ours.items())]
+
+
+def dead_letter(
+    job: Job, error: EvalstreamError, worker_id: str, reason: str | None = None
+) -> Outcome:
+    """The dead-letter outcome of ``job``: its original bytes, and headers saying why."""
+    headers = dead_letter_headers(job, error, worker_id, reason)
+    # The original value byte for byte: a null value (tombstone) stays null.
+    return Outcome(job, "dead_letter", job.value, headers, reason or error.reason)
 
 
 def parse_evaluation(text: str) -> Evaluation:

@@ -14,10 +14,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.errors import SourceError
+from consumer.partitions import PartitionKey
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +31,15 @@ _MAX_CONSUME = 500
 _POLL_TIMEOUT_S = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionKey:
-    """A partition and the assignment epoch it was (re)assigned under."""
-
-    topic: str
-    partition: int
-    epoch: int
-
-
 class SourceListener(Protocol):
     """The worker side; every method is called from the source thread."""
+
+    def demand(self) -> int:
+        """How many more messages the worker can take (0 or less pauses the partitions)."""
+
+    def resume_at(self) -> int:
+        """The demand at which paused partitions resume (hysteresis: each pause drops
+        librdkafka's prefetched data, so not too often)."""
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         """New messages (key per message). Must only hand them over, not process them."""
@@ -53,28 +53,25 @@ class SourceListener(Protocol):
     def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
         """A commit of these partitions failed; their offsets must be offered again."""
 
+    def on_fatal(self, error: SourceError) -> None:
+        """The consumer failed for good (its thread has ended); the worker must stop."""
+
 
 class RequestSource:
     """Owns the consumer and its thread.
 
+    The consumer is created here and subscribes in `start`, which also names the
+    `SourceListener` that receives messages and rebalance events.
+
     Args:
         config: librdkafka consumer configuration (group, bootstrap, security).
         topic: the requests topic.
-        listener: receives messages and rebalance events.
-        demand: called each loop with no argument; returns how many more messages the
-            worker can take (0 or less pauses the partitions).
-        resume_at: called with no argument; the demand at which paused partitions resume
-            (hysteresis: each pause drops librdkafka's prefetched data, so not too often).
     """
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        topic: str,
-        listener: SourceListener,
-        demand: Callable[[], int],
-        resume_at: Callable[[], int],
-    ) -> None:
+    # Set by `start`: the thread and the rebalance callbacks only run after it.
+    _listener: SourceListener
+
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
         self._consumer = Consumer(
             {
                 "enable.auto.commit": False,
@@ -86,9 +83,6 @@ class RequestSource:
             }
         )
         self._topic = topic
-        self._listener = listener
-        self._demand = demand
-        self._resume_at = resume_at
         self._epochs: dict[tuple[str, int], int] = {}
         self._next_epoch = 1
         self._paused = False
@@ -118,8 +112,9 @@ class RequestSource:
         """
         return self._metadata
 
-    def start(self) -> None:
-        """Subscribes and starts the polling thread."""
+    def start(self, listener: SourceListener) -> None:
+        """Subscribes and starts the polling thread, which calls ``listener``."""
+        self._listener = listener
         self._consumer.subscribe(
             [self._topic],
             on_assign=self._on_assign,
@@ -156,16 +151,19 @@ class RequestSource:
                 self.last_poll_monotonic = time.monotonic()
                 # While paused this still serves the group and returns nothing; anything it
                 # does return is delivered, never dropped (a skipped offset would be lost).
-                wanted = min(max(self._demand(), 1), _MAX_CONSUME)
+                wanted = min(max(self._listener.demand(), 1), _MAX_CONSUME)
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
             self._drain_commands()
             self._leave_group()
-        except Exception:
+            log.info("left the group")
+        except SourceError as exc:
+            # No leave, no commit: a fatal consumer cannot talk to the group any more.
+            self._listener.on_fatal(exc)
+        except Exception as exc:
             log.exception("request source thread failed")
-            raise
+            self._listener.on_fatal(SourceError(f"request source thread failed: {exc!r}"))
         finally:
             self._consumer.close()
-            log.info("left the group")
 
     def _leave_group(self) -> None:
         """Unsubscribes and serves the group until it took every partition back.
@@ -192,12 +190,12 @@ class RequestSource:
             command()
 
     def _apply_backpressure(self) -> None:
-        demand = self._demand()
+        demand = self._listener.demand()
         assignment = self._consumer.assignment()
         if not self._paused and demand <= 0 and assignment:
             self._consumer.pause(assignment)
             self._paused = True
-        elif self._paused and demand >= max(1, self._resume_at()):
+        elif self._paused and demand >= max(1, self._listener.resume_at()):
             self._consumer.resume(assignment)
             self._paused = False
 
@@ -207,9 +205,11 @@ class RequestSource:
         for message in messages:
             error = message.error()
             if error is not None:
+                # A consumer's fatal error arrives as an event whose code is _FATAL; its
+                # fatal() flag is not set on that event (confluent-kafka 2.x).
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    raise SourceError(f"fatal consumer error: {error.str()}")
                 # Partition EOF and transient broker errors are informational here.
-                if error.fatal():
-                    raise KafkaException(error)
                 log.warning("consumer error: %s", error)
                 continue
             topic, partition = message.topic() or "", message.partition() or 0

@@ -1,7 +1,7 @@
 """The results and dead-letter topics: an idempotent producer with awaitable acks.
 
 A request's offset may be committed only once its result (or dead letter) is
-acknowledged by the broker with ``acks=all``; `ResultSink.send` returns when that
+acknowledged by the broker with ``acks=all``; `ResultSink.publish` returns when that
 acknowledgement arrives, and retries a failed delivery with backoff for as long as
 the worker owns the request, so a broker outage delays results but loses none.
 """
@@ -10,34 +10,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.backoff import DELIVERY, QUEUE_FULL
 from consumer.errors import MessageTooLarge, SinkError
+from consumer.records import HEADER_PREFIX, Outcome, dead_letter
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes | str | None]]
 
-_BACKOFF_INITIAL_S = 0.2
-_BACKOFF_MAX_S = 10.0
 # Refusals for size (by this producer, or by the broker for the topic): final.
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
 class ResultSink:
-    """Produces to any topic and lets coroutines await each delivery report.
+    """Sends outcomes to their topics and lets coroutines await each delivery report.
 
     Args:
         config: librdkafka producer configuration (bootstrap, security).
         loop: the event loop whose futures receive delivery reports.
+        results_topic: where results go.
+        dlq_topic: where dead letters go.
+        worker_id: recorded in the dead letters the sink makes itself (oversized results).
     """
 
-    def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        results_topic: str,
+        dlq_topic: str,
+        worker_id: str = "",
+    ) -> None:
+        self._results_topic = results_topic
+        self._dlq_topic = dlq_topic
+        self._worker_id = worker_id
         self._producer = Producer(
             {
                 "enable.idempotence": True,
@@ -59,6 +72,48 @@ class ResultSink:
         while not self._stop.is_set():
             self._producer.poll(0.05)  # runs delivery callbacks on this thread
 
+    def topic_of(self, outcome: Outcome) -> str:
+        """The topic an outcome goes to."""
+        return self._results_topic if outcome.destination == "result" else self._dlq_topic
+
+    async def publish(self, outcome: Outcome) -> Outcome:
+        """Sends ``outcome`` to its topic and returns once the broker acknowledged it.
+
+        Returns:
+            The outcome as sent: a message over the topic's size limit is replaced by a
+            dead letter (see `_publish_oversized`).
+        """
+        try:
+            await self.send(self.topic_of(outcome), outcome.job.key, outcome.value, outcome.headers)
+            return outcome
+        except MessageTooLarge as exc:
+            return await self._publish_oversized(outcome, exc)
+
+    async def _publish_oversized(self, outcome: Outcome, error: MessageTooLarge) -> Outcome:
+        """A message over the topic's size limit must not block its partition: a result
+        becomes a dead letter; a dead letter goes without its value, its headers saying
+        where the original still lies (source topic, partition, offset)."""
+        job = outcome.job
+        where = {
+            "request_id": job.request_id,
+            "partition": job.source.partition,
+            "offset": job.offset,
+        }
+        log.error("%s; sending a dead letter without the value", error.message, extra=where)
+        if outcome.destination == "result":
+            outcome = dead_letter(job, error, self._worker_id)
+            try:
+                await self.send(self._dlq_topic, job.key, outcome.value, outcome.headers)
+                return outcome
+            except MessageTooLarge:
+                pass
+        size = str(len(job.value or b"")).encode()
+        headers = [h for h in outcome.headers or [] if h[0].startswith(HEADER_PREFIX)]
+        headers.append((HEADER_PREFIX + "value.omitted", size))
+        slim = Outcome(job, "dead_letter", None, headers, outcome.status)
+        await self.send(self._dlq_topic, job.key, None, headers)
+        return slim
+
     async def send(
         self,
         topic: str,
@@ -74,17 +129,16 @@ class ResultSink:
         Raises:
             MessageTooLarge: the message exceeds the producer's or the topic's size limit.
         """
-        delay = _BACKOFF_INITIAL_S
-        while True:
-            try:
-                await self._send_once(topic, key, value, headers)
-                return
-            except MessageTooLarge:
-                raise
-            except SinkError as exc:
-                log.warning("delivery to %s failed, retrying in %.1fs: %s", topic, delay, exc)
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+        def on_retry(error: BaseException, delay: float) -> None:
+            log.warning("delivery to %s failed, retrying in %.1fs: %s", topic, delay, error)
+
+        await DELIVERY.retry(
+            lambda: self._send_once(topic, key, value, headers),
+            SinkError,
+            give_up_on=MessageTooLarge,
+            on_retry=on_retry,
+        )
 
     async def _send_once(
         self, topic: str, key: bytes | str | None, value: bytes | None, headers: Headers | None
@@ -94,20 +148,16 @@ class ResultSink:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             self._loop.call_soon_threadsafe(_settle, future, error)
 
-        while True:
+        async def produce() -> None:
             try:
                 self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list(headers or []),
+                    topic, value=value, key=key, headers=list(headers or []),
                     on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                await asyncio.sleep(0.01)  # local queue full: the poll thread is draining it
+                )  # fmt: skip
             except KafkaException as exc:
                 raise _sink_error(f"produce to {topic} refused", exc.args[0]) from exc
+
+        await QUEUE_FULL.retry(produce, BufferError)
         await future
 
     def flush(self, timeout: float) -> int:

@@ -18,8 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
-from consumer.evaluator import Outcome
-from consumer.request_source import PartitionKey
+from consumer.errors import CommitError
+from consumer.partitions import PartitionKey, PartitionRegistry
+from consumer.records import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ _TIMEOUT_S = 30.0
 
 class TransactionalCommitter:
     """Holds outcomes and commits them with their offsets, one transaction at a time.
+
+    A `consumer.committer.Committer`: the consumer itself never commits in this mode.
 
     Args:
         config: librdkafka producer configuration (bootstrap, security).
@@ -57,10 +60,41 @@ class TransactionalCommitter:
         self._held: list[Outcome] = []
         self._committed: dict[PartitionKey, int] = {}
         self._lock = asyncio.Lock()
+        self._fenced = False  # a fatal error: this producer may not commit again
 
-    def hold(self, outcome: Outcome) -> None:
-        """Keeps a final outcome until its offset can be committed with it."""
+    async def deliver(self, outcome: Outcome) -> Outcome:
+        """Holds the outcome: it is produced in the transaction that commits its offset."""
         self._held.append(outcome)
+        return outcome
+
+    async def tick(self, partitions: PartitionRegistry) -> None:
+        """One transaction: the held outcomes below each committable offset, and the offsets."""
+        await self._commit_fenced(partitions.committable())
+
+    async def revoke(
+        self, partitions: PartitionRegistry, keys: list[PartitionKey], *, lost: bool
+    ) -> dict[PartitionKey, int]:
+        """Commits a drained partition's work here; returns nothing for the consumer."""
+        try:
+            if not lost:
+                await self._commit_fenced(partitions.committable(keys))
+        finally:
+            self.drop(set(keys))
+        return {}
+
+    async def final(self, partitions: PartitionRegistry) -> dict[PartitionKey, int]:
+        """The last transaction; returns nothing for the consumer."""
+        await self._commit_fenced(partitions.committable())
+        return {}
+
+    async def _commit_fenced(self, offsets: dict[PartitionKey, int]) -> None:
+        if self._fenced:
+            return
+        try:
+            await self.commit(offsets)
+        except KafkaException as exc:
+            self._fenced = True
+            raise CommitError(f"transactional commit failed: {exc}") from exc
 
     def drop(self, keys: set[PartitionKey]) -> None:
         """Forgets held outcomes and commit marks of partitions that left this worker."""
@@ -119,4 +153,5 @@ class TransactionalCommitter:
 
     def close(self) -> None:
         """Aborts nothing (an open transaction is never left between commits); flushes."""
-        self._producer.flush(_TIMEOUT_S)
+        if not self._fenced:
+            self._producer.flush(_TIMEOUT_S)

@@ -1,10 +1,17 @@
 """The worker: wires the parts together; the parts do the work.
 
-Data path: `RequestSource` (consumer thread) → `decode_job` → `ModelRouter` →
-`MicroBatcher` (admission into the `AdmissionWindow`) → `Evaluator` (engine, failure
-policy) → `ResultSink` (results or dead-letter topic, acks=all) → `PartitionRegistry`
-(offset completes) → commit. Nothing is completed before the broker acknowledged
-its result, so a committed offset never covers a request without a result.
+Data path, one file per stage:
+`request_source` (the consumer thread reads) → `jobs` (decode) → `router` (pick the
+model) → `batcher` (admission into the `admission` window) → `evaluator` (engine calls
+under `failures`, the failure policy) → `records` (the outcome: result or dead letter)
+→ `publisher` → `committer` (at-least-once: `result_sink` sends, acks=all, then the
+offset completes in `partitions`/`offsets` and is committed; exactly-once:
+`transactions` produces outcomes and offsets in one transaction).
+Nothing is completed before the broker acknowledged its result (or the transaction
+holds it), so a committed offset never covers a request without a result.
+
+The Kafka clients are opened where the process starts (`kafka_clients`) and passed in;
+the worker starts them, and stops and closes them when it stops.
 """
 
 from __future__ import annotations
@@ -17,26 +24,24 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.batcher import MicroBatcher
 from consumer.engine_monitor import EngineMonitor
-from consumer.errors import EvalstreamError, RoutingError
-from consumer.evaluator import Evaluator, Outcome, dead_letter
+from consumer.errors import CommitError, EvalstreamError, RoutingError, SourceError
+from consumer.evaluator import Evaluator
+from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, decode_job, job_from_message
-from consumer.kafka_clients import open_clients
+from consumer.kafka_clients import KafkaClients
 from consumer.metrics import Metrics
-from consumer.partitions import PartitionRegistry
-from consumer.policy import EngineCircuit, FailurePolicy
+from consumer.partitions import PartitionKey, PartitionRegistry
 from consumer.prompts import PromptTemplate
 from consumer.publisher import OutcomePublisher
-from consumer.request_source import PartitionKey, RequestSource
-from consumer.result_sink import ResultSink
+from consumer.records import Outcome, dead_letter
 from consumer.router import ModelRouter
 from consumer.settings import Settings
-from consumer.transactions import TransactionalCommitter
 from consumer.window_controller import WindowController
 from consumer.window_policy import AdaptiveWindowPolicy, FixedWindowPolicy, WindowPolicy
 
@@ -44,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    """One consumer-group member driving one engine.
+    """One consumer-group member driving one engine; built on the loop that runs it.
 
     Args:
         settings: the whole configuration.
@@ -52,6 +57,7 @@ class Worker:
         router: model routing.
         template: the prompt template.
         metrics: the metrics catalogue.
+        clients: the Kafka clients (the worker starts, stops and closes them).
         batches: the backend takes a micro-batch in one call.
     """
 
@@ -62,16 +68,18 @@ class Worker:
         router: ModelRouter,
         template: PromptTemplate,
         metrics: Metrics,
+        clients: KafkaClients,
         *,
         batches: bool = False,
     ) -> None:
         self.settings = settings
-        self._backend = backend
         self._router = router
         self._metrics = metrics
+        self._source, self._sink, self._committer = clients.source, clients.sink, clients.committer
+        self._loop = asyncio.get_running_loop()
         w = settings.window
         start = w.size if w.policy == "fixed" else min(max(w.size, w.min), w.max)
-        self.window = AdmissionWindow(start)
+        self.window = AdmissionWindow(start, buffer=w.buffer)
         self._circuit = EngineCircuit(settings.retry.circuit_failures)
         self._evaluator = Evaluator(
             backend,
@@ -84,22 +92,13 @@ class Worker:
             batches=batches,
             on_overload=lambda: self.controller.overloaded(),
         )
-        policy: WindowPolicy = (
-            FixedWindowPolicy(w.size)
-            if w.policy == "fixed"
-            else AdaptiveWindowPolicy(start, w.min, w.max)
-        )
+        policy = _window_policy(settings, start)
         self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
         self._batcher = MicroBatcher(self.window, self._dispatch, w.linger_ms / 1000, w.max_batch)
         self._partitions = PartitionRegistry()
-        self._publisher = OutcomePublisher(
-            settings.kafka, self._partitions, metrics, settings.worker_id
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sink: ResultSink | None = None
-        self._txn: TransactionalCommitter | None = None
-        self._source: RequestSource | None = None
+        self._publisher = OutcomePublisher(self._partitions, self._committer, metrics)
+        self._started = False
         self._draining = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,13 +115,16 @@ class Worker:
         """Begins a graceful shutdown (signal handlers call this)."""
         self._stop.set()
 
+    def _fail(self, cause: str) -> None:
+        """A fatal error: stop like SIGTERM, and exit non-zero."""
+        log.error("stopping: %s", cause)
+        self.failed = True
+        self.request_stop()
+
     async def run(self) -> None:
         """Consumes until `request_stop`, then drains, commits and closes."""
-        self._loop = asyncio.get_running_loop()
-        clients = open_clients(self.settings, self, self.demand, self._metrics, self._loop)
-        self._source, self._sink, self._txn = clients.source, clients.sink, clients.txn
-        self._publisher.sink, self._publisher.txn = self._sink, self._txn
-        self._source.start()
+        self._source.start(self)
+        self._started = True
         self._spawn(
             self._batcher.run(),
             self.controller.run(),
@@ -152,15 +154,14 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        assert self._source is not None
-        assert self._sink is not None
-        final = self._partitions.committable()  # 4. commit what is acknowledged
-        if self._txn is not None:
-            if not self.failed:  # exactly once: results and offsets in one transaction
-                await self._txn.commit(final)
-            final = {}
+        final: dict[PartitionKey, int] = {}
+        try:
+            final = await self._committer.final(self._partitions)  # 4. commit what is done
+        except CommitError as exc:
+            self._fail(exc.message)
         await asyncio.to_thread(self._source.stop, lambda: final)  # 5. leave the group
         await asyncio.to_thread(self._sink.close)  # 6. flush
+        self._committer.close()
         log.info("stopped")
 
     async def _tick(self) -> None:
@@ -172,14 +173,12 @@ class Worker:
             self.last_tick = time.monotonic()
             self._metrics.buffered.set(len(self._batcher))
             self._metrics.in_flight.set(self.window.in_flight)
-            assert self._source is not None
             self._metrics.paused_partitions.set(
                 self._source.assigned_count() if self._source.paused else 0
             )
             await asyncio.sleep(0.5)
 
     def _log_status(self) -> None:
-        assert self._source is not None
         log.info(
             "status: %d partitions%s, %d buffered, %d/%d in flight, %d incomplete",
             len(self._partitions),
@@ -191,31 +190,25 @@ class Worker:
         )
 
     async def _commit_loop(self) -> None:
-        assert self._source is not None
         while True:
             await asyncio.sleep(self.settings.kafka.commit_interval_s)
-            if self._txn is None:
-                self._source.commit(self._partitions.take_commits())
-                continue
             try:
-                await self._txn.commit(self._partitions.committable())
-            except KafkaException:
-                # Fenced or fatal: this process may not commit again. Stop; a restart
-                # resumes from the last committed transaction.
-                log.exception("transactional commit failed fatally; stopping")
-                self.failed = True
-                self.request_stop()
+                await self._committer.tick(self._partitions)
+            except CommitError as exc:
+                # Fenced: this process may not commit again; a restart resumes from the
+                # last commit.
+                self._fail(exc.message)
                 return
 
     # ----- probes ----------------------------------------------------------------------
 
     def live(self) -> tuple[bool, str]:
         """Liveness: the event loop and the consumer thread both ticked recently."""
-        if self._source is None:
+        if not self._started:
             return True, "starting: waiting for the engine"
         now = time.monotonic()
         loop_ok = now - self.last_tick < 10
-        source_ok = self._source is not None and now - self._source.last_poll_monotonic < 30
+        source_ok = now - self._source.last_poll_monotonic < 30
         return (
             loop_ok and source_ok,
             f"loop={'ok' if loop_ok else 'stuck'} consumer={'ok' if source_ok else 'stuck'}",
@@ -224,7 +217,7 @@ class Worker:
     def ready(self) -> tuple[bool, str]:
         """Readiness: consuming, engine healthy, circuit closed."""
         ok = (
-            self._source is not None
+            self._started
             and self.monitor.healthy
             and not self._circuit.is_open
             and not self._draining
@@ -234,40 +227,38 @@ class Worker:
             f"engine={'up' if self.monitor.healthy else 'down'} assigned={len(self._partitions)}",
         )
 
-    # ----- backpressure (read from the consumer thread) --------------------------------
+    # ----- SourceListener (called from the consumer thread) ----------------------------
 
     def demand(self) -> int:
         """How many more messages the worker wants; 0 or less pauses the partitions."""
         if self._draining or not self.window.is_open:
             return 0
-        # The buffer does not scale with the window: a small window on a fast engine would
-        # otherwise pause and resume the partitions every few milliseconds (see buffer).
-        high_water = self.window.limit + self.settings.window.buffer
         in_transit = self._handed_over - self._accepted
         # Results not yet acknowledged count too: while the results topic is unavailable
         # the worker stops taking work instead of evaluating the whole backlog in memory.
         held = len(self._batcher) + self.window.in_flight + self._publisher.pending
-        return high_water - in_transit - held
+        return self.window.high_water - in_transit - held
 
-    # ----- SourceListener (called from the consumer thread) ----------------------------
+    def resume_at(self) -> int:
+        """The demand at which paused partitions resume."""
+        return self.window.resume_at
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
-        assert self._loop is not None
         self._handed_over += len(messages)
         self._loop.call_soon_threadsafe(self._accept, messages, keys)
 
     def on_assigned(self, partitions: list[PartitionKey]) -> None:
-        assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self._assign(partitions), self._loop).result()
 
     def on_revoked(self, partitions: list[PartitionKey], *, lost: bool) -> dict[PartitionKey, int]:
-        assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._revoke(partitions, lost), self._loop)
         return future.result()
 
     def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
-        assert self._loop is not None
         self._loop.call_soon_threadsafe(self._partitions.retry_commits, partitions)
+
+    def on_fatal(self, error: SourceError) -> None:
+        self._loop.call_soon_threadsafe(self._fail, error.message)
 
     async def _assign(self, keys: list[PartitionKey]) -> None:
         self._partitions.assign(keys)
@@ -280,12 +271,11 @@ class Worker:
             await self._partitions.drain(
                 keys, time.monotonic() + self.settings.rebalance_deadline_s
             )
-        offsets = {} if lost else self._partitions.committable(keys)
-        if self._txn is not None:
-            if offsets and not self.failed:
-                await self._txn.commit(offsets)
-            self._txn.drop(set(keys))
-            offsets = {}  # committed inside the transaction
+        offsets: dict[PartitionKey, int] = {}
+        try:
+            offsets = await self._committer.revoke(self._partitions, keys, lost=lost)
+        except CommitError as exc:
+            self._fail(exc.message)
         self._partitions.release(keys)
         self._metrics.rebalance("lost" if lost else "revoked", len(keys))
         self._metrics.assigned_partitions.set(len(self._partitions))
@@ -341,3 +331,11 @@ class Worker:
         self.window.release()
         self.controller.completed()
         self._publisher.emit(outcome)
+
+
+def _window_policy(settings: Settings, start: int) -> WindowPolicy:
+    """The configured window policy, starting at ``start``."""
+    w = settings.window
+    if w.policy == "fixed":
+        return FixedWindowPolicy(w.size)
+    return AdaptiveWindowPolicy(start, w.min, w.max)

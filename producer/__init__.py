@@ -24,7 +24,7 @@ from producer.errors import (
     InputError,
     InvalidRequestError,
     ProducerError,
-    ResultSinkError,
+    ResultStoreError,
     StatusError,
 )
 from producer.publish import KeyMode, RequestPublisher
@@ -48,8 +48,8 @@ __all__ = [
     "RequestSynthesizer",
     "ResultCollector",
     "ResultReader",
-    "ResultSinkError",
     "ResultStats",
+    "ResultStoreError",
     "SinkFormat",
     "SqliteSink",
     "StatusError",

@@ -31,7 +31,7 @@ from producer.file_publish import FilePublisher, RejectLog
 from producer.progress import ProgressDisplay
 from producer.publish import RequestPublisher
 from producer.sinks import open_sink
-from producer.source import RequestSource
+from producer.source import InputFile
 from producer.status import GroupStatus, RateWindow, prometheus_rate, render_status
 from producer.synth import DEFAULT_BATCH_MODEL, RequestSynthesizer, batch_line
 from producer.validation import LineValidator
@@ -118,7 +118,7 @@ def run_publish(args: argparse.Namespace) -> int:
     """``publish``: validates the input, publishes the valid lines, reports the rest."""
     headers = list(parse_pairs(args.header, "--header").items())
     options: dict[str, Any] = {**CLI_PRODUCER_DEFAULTS, **parse_pairs(args.kafka_options, "-X")}
-    source = RequestSource(
+    source = InputFile(
         args.file,
         LineValidator(args.format),
         kind=args.input,

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from consumer.schemas import AnyResult, parse_result, result_key
 from producer.progress import ProgressDisplay
 from producer.result_view import ResultView
-from producer.sinks import ResultSink
+from producer.sinks import ResultStore
 from producer.summary import ResultStats
 
 # Called with (partition, offset, reason) for a message that is not a result.
@@ -249,7 +249,7 @@ class ResultCollector:
     def __init__(
         self,
         reader: ResultSource,
-        sink: ResultSink,
+        sink: ResultStore,
         *,
         expect: int | None = None,
         until_idle: float | None = None,

@@ -52,7 +52,7 @@ class DeliveryError(ProducerError):
         super().__init__(f"{failed} message(s) to {topic} were not delivered{detail}")
 
 
-class ResultSinkError(ProducerError):
+class ResultStoreError(ProducerError):
     """Collected results cannot be written where they were asked to go."""
 
 

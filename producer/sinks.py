@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from consumer.schemas import AnyResult, BatchOutputLine
-from producer.errors import ResultSinkError
+from producer.errors import ResultStoreError
 from producer.result_view import ResultView
 
 
@@ -42,18 +42,18 @@ def infer_format(path: str) -> SinkFormat:
     """Picks the format from the file name (``.db``/``.sqlite`` or ``.jsonl``/``.ndjson``).
 
     Raises:
-        ResultSinkError: The suffix names no format.
+        ResultStoreError: The suffix names no format.
     """
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
-        raise ResultSinkError(
+        raise ResultStoreError(
             f"cannot tell the format of {path!r} from its suffix; pass --format sqlite, jsonl "
             "or openai-batch"
         )
     return _SUFFIXES[suffix]
 
 
-class ResultSink(Protocol):
+class ResultStore(Protocol):
     """Receives each distinct result once."""
 
     description: str
@@ -123,7 +123,7 @@ class SqliteSink:
                 self._db.execute(statement)
             self._db.commit()
         except sqlite3.Error as exc:
-            raise ResultSinkError(f"{path}: {exc}") from exc
+            raise ResultStoreError(f"{path}: {exc}") from exc
 
     def accepts(self, result: AnyResult) -> bool:
         """Takes both shapes."""
@@ -209,10 +209,10 @@ def _open_text(path: str) -> TextIO:
     try:
         return Path(path).open("w", encoding="utf-8")
     except OSError as exc:
-        raise ResultSinkError(f"{path}: {exc.strerror}") from exc
+        raise ResultStoreError(f"{path}: {exc.strerror}") from exc
 
 
-def open_sink(path: str, fmt: SinkFormat = SinkFormat.AUTO) -> ResultSink:
+def open_sink(path: str, fmt: SinkFormat = SinkFormat.AUTO) -> ResultStore:
     """Opens the sink for a path and format (``auto`` infers it from the suffix)."""
     if fmt is SinkFormat.AUTO:
         fmt = infer_format(path)

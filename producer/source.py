@@ -1,4 +1,4 @@
-"""`RequestSource`: the checked lines of an input file (JSONL or CSV) or of stdin."""
+"""`InputFile`: the checked lines of an input file (JSONL or CSV) or of stdin."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class InputKind(StrEnum):
     CSV = "csv"
 
 
-class RequestSource:
+class InputFile:
     """Reads and validates the requests of one input.
 
     Args:

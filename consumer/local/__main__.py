@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["engine"]:
-        from consumer.local.engine import main as engine_main
+        from consumer.local.simulator.server import main as engine_main
 
         return engine_main(argv[1:])
     if argv[:1] == ["compose"]:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return compose_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "kafka":
-        from consumer.local.kafka import serve as serve_kafka
+        from consumer.local.broker.kafka import serve as serve_kafka
 
         return serve_kafka(args.data_dir, args.port)
     from consumer.local.demo import run_demo

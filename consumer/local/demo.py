@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from consumer.local.kafka import LocalKafka
+from consumer.local.broker.kafka import LocalKafka
 from consumer.local.processes import ManagedProcess
 from consumer.local.topics import create_topics
 

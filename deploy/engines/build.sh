@@ -12,5 +12,5 @@ cd "$(dirname "$0")/../.."
 
 python=${PYTHON:-.venv/bin/python}
 started=$SECONDS
-nice -n "${NICE:-10}" "$python" -m consumer.local.engines "$@"
+nice -n "${NICE:-10}" "$python" -m tests.engines.builds "$@"
 echo "engines ready in $((SECONDS - started)) s"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.local.engine import EngineSimulator
+from consumer.local.simulator.server import EngineSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,8 @@ MESSAGES = [
     {"role": "system", "content": "You screen candidates. Answer in JSON."},
     {"role": "user", "content": "Job: backend engineer. " * 40 + "Candidate: ten years of Python."},
 ]
+
+SIMULATOR = "consumer.local.simulator.server"  # run as a module: its own main
 
 
 async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
@@ -354,7 +356,7 @@ def test_the_simulator_runs_in_a_thread_for_synchronous_code() -> None:
 @pytest.mark.timeout(60)
 def test_serve_prints_the_url_first_and_exits_zero_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "consumer.local.engine", "--profile", "instant", "--port", "0"]
+    command = [sys.executable, "-m", SIMULATOR, "--profile", "instant", "--port", "0"]
     with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None

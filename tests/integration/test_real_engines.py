@@ -25,15 +25,15 @@ from consumer.backends.base import Prompt
 from consumer.backends.ollama import OllamaBackend
 from consumer.backends.openai import OpenAIBackend
 from consumer.errors import ConfigError
-from consumer.local.engine_servers import LlamaServer, OllamaServer
-from consumer.local.engines import (
+from consumer.prompts import evaluation_schema
+from consumer.schemas import Evaluation, EvaluationResult, parse_result
+from tests.engines.builds import (
     SERVED_MODEL,
     cached_llama_server,
     cached_ollama,
     ensure_smollm2_model,
 )
-from consumer.prompts import evaluation_schema
-from consumer.schemas import Evaluation, EvaluationResult, parse_result
+from tests.engines.launchers import LlamaServer, OllamaServer
 from tests.integration.pipeline import Pipeline, produce, read_topic, request_json, result_ids
 
 pytestmark = [pytest.mark.engine, pytest.mark.integration, pytest.mark.timeout(1800)]

@@ -31,7 +31,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from consumer.local.kafka import LocalKafka
+from consumer.local.broker.kafka import LocalKafka
 from consumer.settings import MetricsSettings, Settings
 from tests.integration.pipeline import (
     Pipeline,

@@ -9,7 +9,7 @@ import pytest
 from consumer.admission import AdmissionWindow
 from consumer.batcher import MicroBatcher
 from consumer.jobs import Job
-from consumer.request_source import PartitionKey
+from consumer.partitions import PartitionKey
 
 pytestmark = pytest.mark.timeout(10)
 

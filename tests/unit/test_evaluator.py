@@ -11,12 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.backends.openai import OpenAIBackend
-from consumer.evaluator import Evaluator, Outcome
+from consumer.evaluator import Evaluator
+from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, Route
 from consumer.metrics import Metrics
-from consumer.policy import EngineCircuit, FailurePolicy
+from consumer.partitions import PartitionKey
 from consumer.prompts import PromptTemplate
-from consumer.request_source import PartitionKey
+from consumer.records import Outcome
 from consumer.schemas import (
     MAX_POINTS,
     POINT_CHARS,

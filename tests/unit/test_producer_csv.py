@@ -12,7 +12,7 @@ import pytest
 from consumer.schemas import EvaluationRequest
 from producer.csv_input import CsvMapping, CsvRequestReader, build_request
 from producer.errors import InputError
-from producer.source import InputKind, RequestSource
+from producer.source import InputFile, InputKind
 from producer.validation import LineValidator, RejectedLine, ValidLine
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,7 +70,7 @@ def test_records_validate_and_report_their_starting_line(tmp_path: Path) -> None
     ]
     path = tmp_path / "in.csv"
     path.write_text(csv_text(rows), encoding="utf-8")
-    source = RequestSource(
+    source = InputFile(
         str(path), LineValidator(), kind=InputKind.CSV, mapping=CsvMapping.parse(MAP)
     )
     checked = list(source)

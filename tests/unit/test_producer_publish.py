@@ -16,7 +16,7 @@ from producer.file_publish import STDERR_REJECT_LIMIT, FilePublisher, RejectLog
 from producer.progress import ProgressDisplay
 from producer.publish import PRODUCER_DEFAULTS, RequestPublisher
 from producer.ratelimit import TokenBucket
-from producer.source import RequestSource
+from producer.source import InputFile
 from producer.validation import LineValidator
 from tests.unit.test_producer_validation import batch, line, native
 
@@ -126,7 +126,7 @@ def run_file(
     path = tmp_path / "in.jsonl"
     path.write_bytes(data)
     stderr = io.StringIO()
-    source = RequestSource(str(path), LineValidator())
+    source = InputFile(str(path), LineValidator())
     with RejectLog(rejects, stream=stderr) as log:
         report = FilePublisher(publisher(client), log).run(
             source, ProgressDisplay("", None, enabled=False)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from consumer.schemas import parse_result
-from producer.errors import ResultSinkError
+from producer.errors import ResultStoreError
 from producer.result_view import ResultView
 from producer.sinks import (
     BatchOutputSink,
     JsonlSink,
-    ResultSink,
+    ResultStore,
     SinkFormat,
     SqliteSink,
     infer_format,
@@ -26,7 +26,7 @@ from tests.unit.test_producer_results import batch_output, encode, native_result
 pytestmark = pytest.mark.timeout(30)
 
 
-def write(sink: ResultSink, value: bytes) -> bool:
+def write(sink: ResultStore, value: bytes) -> bool:
     """Hands one message to a sink the way the collector does; returns whether it took it."""
     result = parse_result(value)
     if not sink.accepts(result):
@@ -117,7 +117,7 @@ def test_format_follows_the_suffix(name: str, expected: SinkFormat) -> None:
 
 
 def test_unknown_suffix_asks_for_a_format(tmp_path: Path) -> None:
-    with pytest.raises(ResultSinkError, match="--format"):
+    with pytest.raises(ResultStoreError, match="--format"):
         open_sink(str(tmp_path / "results.out"))
     sink = open_sink(str(tmp_path / "r.out"), SinkFormat.JSONL)
     sink.close()

@@ -1,4 +1,4 @@
-"""LineValidator and RequestSource: every line is checked and rejections name line and field."""
+"""LineValidator and InputFile: every line is checked and rejections name line and field."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from consumer.schemas import BatchRequestLine, EvaluationRequest
 from producer.errors import InputError
-from producer.source import RequestSource
+from producer.source import InputFile
 from producer.validation import (
     LineValidator,
     RejectedLine,
@@ -124,7 +124,7 @@ def test_validate_object_raises_with_the_reason() -> None:
 
 def test_source_numbers_lines_skips_blanks_and_strips_a_bom() -> None:
     data = b"\xef\xbb\xbf" + line(native("a")) + b"\n   \n" + line({"id": "b"}) + line(batch())
-    checked = list(RequestSource("-", LineValidator(), stdin=io.BytesIO(data)))
+    checked = list(InputFile("-", LineValidator(), stdin=io.BytesIO(data)))
     assert [(type(c).__name__, c.number) for c in checked] == [
         ("ValidLine", 1),
         ("RejectedLine", 4),
@@ -135,11 +135,11 @@ def test_source_numbers_lines_skips_blanks_and_strips_a_bom() -> None:
 def test_source_counts_lines_for_the_progress_bar(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(line(native()) * 3 + json.dumps(native()).encode())  # no final newline
-    source = RequestSource(str(path), LineValidator())
+    source = InputFile(str(path), LineValidator())
     assert source.count() == 4
-    assert RequestSource("-", LineValidator(), stdin=io.BytesIO()).count() is None
+    assert InputFile("-", LineValidator(), stdin=io.BytesIO()).count() is None
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
-        RequestSource(str(tmp_path / "absent.jsonl"), LineValidator())
+        InputFile(str(tmp_path / "absent.jsonl"), LineValidator())

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from consumer.local.batch_planner import BatchPlanner, EngineBusyError
-from consumer.local.scheduler import Scheduler
-from consumer.local.sequence import Sequence, SequenceState
-from consumer.local.sim_calibration import LoadPoint, closed_loop, make_prompt
-from consumer.local.sim_profile import load_profile
-from consumer.local.tokens import block_hashes
+from consumer.local.simulator.batch_planner import BatchPlanner, EngineBusyError
+from consumer.local.simulator.calibration import LoadPoint, closed_loop, make_prompt
+from consumer.local.simulator.profile import load_profile
+from consumer.local.simulator.scheduler import Scheduler
+from consumer.local.simulator.sequence import Sequence, SequenceState
+from consumer.local.simulator.tokens import block_hashes
 
 
 def _seq(

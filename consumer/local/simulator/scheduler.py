@@ -1,10 +1,10 @@
 """The simulated engine's step loop: continuous batching in real (scaled) time on asyncio.
 
-:class:`Scheduler` runs the :class:`~consumer.local.batch_planner.BatchPlanner` as an engine does:
-plan a step, let it take its duration (divided by ``time_scale``), apply it, wake the requests it
-advanced, repeat while there is work, and park when there is none. Deadlines are absolute, so the
-sleeps' overshoot does not add up: a late step is followed by a shorter sleep. A sequence that is
-aborted (its client went away) leaves the batch at once.
+:class:`Scheduler` runs the :class:`~consumer.local.simulator.batch_planner.BatchPlanner` as an
+engine does: plan a step, let it take its duration (divided by ``time_scale``), apply it, wake the
+requests it advanced, repeat while there is work, and park when there is none. Deadlines are
+absolute, so the sleeps' overshoot does not add up: a late step is followed by a shorter sleep. A
+sequence that is aborted (its client went away) leaves the batch at once.
 
 The ``instant`` profile skips the loop: a submitted sequence is finished on the spot.
 """
@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from consumer.local.batch_planner import BatchPlanner, EngineBusyError
-from consumer.local.sequence import Sequence, SequenceState
-from consumer.local.sim_profile import SimulatorProfile
+from consumer.local.simulator.batch_planner import BatchPlanner, EngineBusyError
+from consumer.local.simulator.profile import SimulatorProfile
+from consumer.local.simulator.sequence import Sequence, SequenceState
 
 __all__ = ["EngineBusyError", "Scheduler", "SchedulerGauges"]
 

@@ -14,7 +14,7 @@ Everything comes from package registries and is built once into a cache director
 
 Each ``ensure_*`` function is idempotent: a marker written last says an entry is complete,
 a lock file serialises builders, and an interrupted llama.cpp build resumes where it stopped.
-The launchers (`LlamaServer`, `OllamaServer`) live in `consumer.local.engine_servers`.
+The launchers (`LlamaServer`, `OllamaServer`) live in `tests.engines.launchers`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from consumer.local.build_steps import (
+from tests.engines.build_steps import (
     MARKER,
     EngineSetupError,
     default_cache_dir,
@@ -266,9 +266,9 @@ def _extract_vendor_headers(sdist: Path, include: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m consumer.local.engines``: builds the engines or reuses the cached ones."""
+    """``python -m tests.engines.builds``: builds the engines or reuses the cached ones."""
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.local.engines", description=main.__doc__
+        prog="python -m tests.engines.builds", description=main.__doc__
     )
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="build parallelism")

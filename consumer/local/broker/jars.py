@@ -12,10 +12,10 @@ import subprocess
 from pathlib import Path
 
 from consumer.errors import EvalstreamError
-from consumer.local.build_steps import MARKER, locked
+from consumer.local.cache import MARKER, locked
 
 KAFKA_VERSION = "4.1.1"
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "local-kafka"
+DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy" / "local-kafka"
 POM = DEPLOY_DIR / "pom.xml"
 LOG_CONFIG = DEPLOY_DIR / "log4j2.properties"
 

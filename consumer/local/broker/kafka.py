@@ -32,7 +32,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from consumer.local import processes
-from consumer.local.kafka_jars import (
+from consumer.local.broker.jars import (
     LOG_CONFIG,
     LocalKafkaError,
     default_cache_dir,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from consumer.local.batch_planner import BatchPlanner
-from consumer.local.sequence import Sequence
-from consumer.local.sim_profile import SimulatorProfile
-from consumer.local.tokens import CHARS_PER_TOKEN, block_hashes
+from consumer.local.simulator.batch_planner import BatchPlanner
+from consumer.local.simulator.profile import SimulatorProfile
+from consumer.local.simulator.sequence import Sequence
+from consumer.local.simulator.tokens import CHARS_PER_TOKEN, block_hashes
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The failure policy, in one place: what happens after each kind of error.
 
 - retriable engine error (connect, timeout, 429, 5xx) → retry with exponential
-  backoff and full jitter, up to a cap of attempts counted *while the engine is up*;
+  backoff and full jitter (`consumer.backoff`, ``retry.*`` settings), up to a cap of
+  attempts counted *while the engine is up*;
 - engine down (consecutive connect failures) → the circuit opens: no admissions,
   requests in flight wait for it to close, nothing is dead-lettered for it;
 - permanent error (400, context too long, unknown model, invalid request) → dead
@@ -13,10 +14,10 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 from typing import Literal
 
+from consumer.backoff import Backoff
 from consumer.errors import EngineError, EngineOverloaded, EngineUnavailable, EvalstreamError
 from consumer.settings import RetrySettings
 
@@ -80,13 +81,11 @@ class FailurePolicy:
     def __init__(self, settings: RetrySettings, circuit: EngineCircuit) -> None:
         self._settings = settings
         self._circuit = circuit
+        self._backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, jitter=True)
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the given attempt number (1-based)."""
-        ceiling = min(
-            self._settings.backoff_max_s, self._settings.backoff_initial_s * 2 ** (attempt - 1)
-        )
-        return random.uniform(0, ceiling)
+        return self._backoff.delay(attempt)
 
     def decide(self, error: EvalstreamError, counted_attempts: int) -> Decision:
         """The decision for ``error`` after ``counted_attempts`` counted attempts."""

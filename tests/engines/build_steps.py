@@ -1,25 +1,32 @@
-"""Build steps of the local caches (engines, the broker's jars): markers, locks, logged commands,
-downloads from PyPI.
+"""Build steps of the test engines' cache: digests, markers and locks (`consumer.local.cache`),
+logged commands, downloads from PyPI.
 
-An entry of the cache is complete when its marker holds the digest of what built it; a lock
-file per directory serialises builders; every command appends to a log whose tail goes into
-the error when it fails.
+Every command appends to a log whose tail goes into the error when it fails.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from consumer.errors import EvalstreamError
+from consumer.local.cache import MARKER, locked
 
-MARKER = ".complete"
+__all__ = [
+    "MARKER",
+    "EngineSetupError",
+    "default_cache_dir",
+    "digest",
+    "locked",
+    "log_tail",
+    "pip_download",
+    "ready",
+    "run_step",
+]
 
 
 class EngineSetupError(EvalstreamError):
@@ -40,15 +47,6 @@ def digest(*parts: str) -> str:
 def ready(path: Path, marker_dir: Path, digest: str) -> bool:
     marker = marker_dir / MARKER
     return path.is_file() and marker.is_file() and marker.read_text().strip() == digest
-
-
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Holds ``directory/.lock`` exclusively (creating the directory): one builder at a time."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def run_step(

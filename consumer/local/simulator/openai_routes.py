@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from consumer.local.faults import FaultMode
-from consumer.local.generator import GenerationRequest, Generator
-from consumer.local.openai_protocol import (
+from consumer.local.simulator.faults import FaultMode
+from consumer.local.simulator.generator import GenerationRequest, Generator
+from consumer.local.simulator.metrics import CONTENT_TYPE, SimulatorMetrics
+from consumer.local.simulator.openai_protocol import (
     ChatRequest,
     CompletionRequest,
     OpenAIError,
@@ -32,10 +33,9 @@ from consumer.local.openai_protocol import (
     model_card,
     usage,
 )
-from consumer.local.scheduler import EngineBusyError
-from consumer.local.sequence import Sequence
-from consumer.local.sim_metrics import CONTENT_TYPE, SimulatorMetrics
-from consumer.local.tokens import count_tokens, render_chat
+from consumer.local.simulator.scheduler import EngineBusyError
+from consumer.local.simulator.sequence import Sequence
+from consumer.local.simulator.tokens import count_tokens, render_chat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RequestT = TypeVar("RequestT", bound=BaseModel)

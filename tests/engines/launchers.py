@@ -1,7 +1,7 @@
 """Launchers of the real engines in the test suite: llama.cpp's llama-server and Ollama.
 
 Each starts its server on a free 127.0.0.1 port, waits for its health endpoint under a
-deadline and stops its whole process group; the binaries come from `consumer.local.engines`.
+deadline and stops its whole process group; the binaries come from `tests.engines.builds`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import ClassVar, Self
 
 import httpx
 
-from consumer.local.build_steps import EngineSetupError, log_tail, run_step
-from consumer.local.engines import HOST, SERVED_MODEL
 from consumer.local.processes import die_with_parent_hook
+from tests.engines.build_steps import EngineSetupError, log_tail, run_step
+from tests.engines.builds import HOST, SERVED_MODEL
 
 
 class EngineServer:
