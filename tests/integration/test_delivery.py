@@ -28,6 +28,9 @@ from tests.integration.pipeline import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 4
+# Hand-over tests need work left when workers join and leave: a fixed window keeps the pace
+# of the run independent of how fast the adaptive window finds the simulator's slots.
+PACED = ("--window-policy", "fixed", "--window", "32")
 WINDOW = 32
 
 
@@ -121,9 +124,9 @@ def test_sigterm_in_the_middle_of_a_rebalance_exits_and_commits(
     publish(pipeline, total)
     watcher = TopicWatcher(pipeline.bootstrap, pipeline.topics.results)
     try:
-        first = pipeline.worker(name="first")
+        first = pipeline.worker(*PACED, name="first")
         assert watcher.wait_distinct(total, 120)
-        second = pipeline.worker(name="second")
+        second = pipeline.worker(*PACED, name="second")
         log = pipeline.tmp / "first.log"
         assert wait_until(lambda: "revoked" in log.read_text(), 60, interval=0.02)
         for worker in (first, second):
@@ -149,11 +152,11 @@ def test_workers_joining_and_leaving_lose_nothing(
     publish(pipeline, total)
     watcher = TopicWatcher(pipeline.bootstrap, pipeline.topics.results)
     try:
-        pipeline.worker(name="steady")
+        pipeline.worker(*PACED, name="steady")
         assert watcher.wait_distinct(500, 120)
-        second = pipeline.worker(name="second")
+        second = pipeline.worker(*PACED, name="second")
         assert wait_until(lambda: second.metric("evalstream_assigned_partitions") > 0, 60)
-        third = pipeline.worker(name="third")
+        third = pipeline.worker(*PACED, name="third")
         assert wait_until(lambda: third.metric("evalstream_assigned_partitions") > 0, 60)
         assert watcher.wait_distinct(watcher.distinct() + 300, 120)
         assert watcher.distinct() < total - 2000, "the run ended before the hand-overs"

@@ -18,6 +18,9 @@ from tests.integration.pipeline import (
 
 PARTITIONS = 4
 EXACTLY_ONCE = ("--processing-guarantee", "exactly_once")
+# Hand-over tests need work left when workers join and leave: a fixed window keeps the pace of
+# the run independent of how fast the adaptive window finds the simulator's slots.
+PACED = ("--window-policy", "fixed", "--window", "32")
 # A restarted worker keeps its id (a StatefulSet pod, a compose service), so it fences its
 # predecessor at once; a short session lets the group notice the killed one sooner.
 FAST_SESSION = {"EVALSTREAM_KAFKA__CLIENT": '{"session.timeout.ms": "8000"}'}
@@ -100,9 +103,9 @@ def test_workers_joining_and_leaving_commit_each_result_once(
     total = 3000
     pipeline, watcher = start(engine_factory, pipeline_factory, total, time_scale=5)
     try:
-        first = pipeline.worker(*EXACTLY_ONCE, name="first")
+        first = pipeline.worker(*EXACTLY_ONCE, *PACED, name="first")
         assert watcher.wait_distinct(500, 120)
-        second = pipeline.worker(*EXACTLY_ONCE, name="second")
+        second = pipeline.worker(*EXACTLY_ONCE, *PACED, name="second")
         assert wait_until(lambda: second.metric("evalstream_assigned_partitions") > 0, 60)
         assert watcher.wait_distinct(watcher.distinct() + 300, 120)
         assert second.stop() == 0  # its partitions go back to the first worker
