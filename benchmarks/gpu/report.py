@@ -29,23 +29,28 @@ def gpu_util(results: Path) -> dict[str, float]:
     """Mean GPU utilisation (%) per phase, from the sampler and the phase log."""
     samples: list[tuple[float, float]] = []
     try:
-        lines = (results / "gpu.csv").read_text().splitlines()
+        lines = (results / "gpu.csv").read_text(errors="replace").splitlines()
     except OSError:
-        return {}
+        lines = []
     for line in lines:
         with contextlib.suppress(ValueError):  # a line cut short when the sampler was killed
             t, util, _mem = line.split(",")
             samples.append((float(t), float(util)))
     means: dict[str, float] = {}
+    phases: list[dict[str, Any]] = []
     try:
-        phases = [json.loads(x) for x in (results / "phases.jsonl").read_text().splitlines() if x]
-    except (OSError, ValueError):
-        return {}
+        lines = (results / "phases.jsonl").read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        with contextlib.suppress(ValueError):  # one bad line must not hide the others
+            phases.append(json.loads(line))
     for phase in phases:
         inside = [u for t, u in samples if phase["start"] <= t <= phase.get("end", t)]
         if inside:
             means[phase["name"]] = sum(inside) / len(inside)
-    if samples and phases and not means:
+    means["samples"], means["phases"] = float(len(samples)), float(len(phases))
+    if samples and phases and len(means) == 2:
         # Say why instead of an empty table: the clocks of the sampler and the phases disagree.
         means["no_sample_inside_a_phase"] = float(len(samples))
         means["samples_first_s"], means["samples_last_s"] = samples[0][0], samples[-1][0]
