@@ -39,6 +39,12 @@ class DecodeError(EvalstreamError):
     reason = "invalid_request"
 
 
+class DeadlineExpired(EvalstreamError):
+    """The request's deadline passed before it was sent to the engine."""
+
+    reason = "expired"
+
+
 class RoutingError(EvalstreamError):
     """The request names a model no route serves."""
 

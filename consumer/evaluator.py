@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from consumer.backends.base import Backend, Completion, Prompt
 from consumer.errors import (
+    DeadlineExpired,
     EngineError,
     EngineOverloaded,
     EvalstreamError,
@@ -94,6 +95,9 @@ class Evaluator:
 
     async def run(self, jobs: list[Job], report: OutcomeHandler) -> None:
         """Evaluates ``jobs``; calls ``report`` once per job as soon as it is final."""
+        jobs = [job for job in jobs if not self._expired(job, report)]
+        if not jobs:
+            return
         prompts = [self._prompt(job) for job in jobs]
         if self._batches and len(jobs) > 1:
             replies = await self._call(jobs, prompts)
@@ -159,6 +163,8 @@ class Evaluator:
             else:
                 report(self._success(job, reply))
                 return
+            if self._expired(job, report):
+                return
             (reply,) = await self._call([job], [prompt])
 
     async def _call(self, jobs: list[Job], prompts: list[Prompt]) -> list[Completion | EngineError]:
@@ -182,6 +188,16 @@ class Evaluator:
                     reply.completion_tokens,
                 )
         return replies
+
+    def _expired(self, job: Job, report: OutcomeHandler) -> bool:
+        """Reports ``job`` as expired when its deadline has passed (it is then not sent)."""
+        if job.deadline_s is None or time.time() < job.deadline_s:
+            return False
+        late = time.time() - job.deadline_s
+        self._metrics.expired.inc()
+        error = DeadlineExpired(f"the deadline passed {late:.3f} s before the engine call")
+        report(self._finish(job, None, error))
+        return True
 
     def _prompt(self, job: Job) -> Prompt:
         request = job.request

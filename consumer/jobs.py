@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Message
 from pydantic import ValidationError
 
+from consumer.deadlines import deadline_of
 from consumer.errors import DecodeError
 from consumer.partitions import PartitionKey
 from consumer.schemas import AnyRequest, BatchRequestLine, parse_request
@@ -47,6 +48,7 @@ class Job:
         inference_s: engine time summed over attempts.
         sent_at: monotonic time of the first engine call.
         route: the engine model chosen for it (None until routed).
+        deadline_s: when its answer stops being worth anything (epoch seconds), if ever.
         repaired: whether the one repair attempt was used.
         reported: whether its final outcome was reported (its window slot returned).
     """
@@ -63,6 +65,7 @@ class Job:
     inference_s: float = 0.0
     sent_at: float | None = None
     route: Route | None = None
+    deadline_s: float | None = None
     repaired: bool = False
     reported: bool = False
 
@@ -108,6 +111,10 @@ def decode_job(job: Job, max_bytes: int) -> DecodeError | None:
         return DecodeError("JSON nested too deeply", reason="invalid_json")
     except ValueError as exc:
         return DecodeError(f"value is not a JSON object: {exc}", reason="invalid_json")
+    try:
+        job.deadline_s = deadline_of(job.request, job.headers)
+    except ValueError as exc:
+        return DecodeError(str(exc), reason="invalid_deadline")
     return None
 
 

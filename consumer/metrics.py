@@ -77,6 +77,10 @@ class Metrics:
         self.retries = counter(
             "evalstream_retries_total", "Engine calls retried, by reason.", ("reason",)
         )
+        self.expired = counter(
+            "evalstream_expired_total",
+            "Requests not sent to the engine because their deadline had passed.",
+        ).labels(**ids)
         self.invalid_outputs = counter(
             "evalstream_invalid_outputs_total",
             "Replies published as errors for their content: truncated (cut at max_tokens) or "

@@ -13,7 +13,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+)
 
 # Identifiers become Kafka keys and SQLite primary keys: bounded, never blank.
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
@@ -67,6 +75,11 @@ class EvaluationRequest(_Wire):
     params: GenerationParams | None = None
     metadata: dict[str, JsonValue] | None = Field(
         default=None, description="Echoed back untouched in the result."
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description="After this moment the request is not sent to the engine: its result has "
+        "status error, reason expired. Also settable with the evalstream-deadline header.",
     )
     created_at: datetime | None = Field(
         default=None, description="When upstream created it; end-to-end latency starts here."

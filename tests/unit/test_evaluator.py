@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -248,3 +249,26 @@ async def test_completions_api_sends_one_call_per_micro_batch() -> None:
         "req-1",
         "req-2",
     ]
+
+
+async def test_a_request_past_its_deadline_is_not_sent_and_gets_an_expired_result() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json=chat_reply(json.dumps(GOOD)))
+
+    late, live = make_job(0), make_job(1)
+    late.deadline_s = time.time() - 1
+    live.deadline_s = time.time() + 60
+    outcomes = await run(evaluator(handler), [late, live])
+
+    assert len(calls) == 1  # only the live one reached the engine
+    by_id = {
+        o.job.request_id: EvaluationResult.model_validate_json(o.value or b"") for o in outcomes
+    }
+    assert by_id["req-0"].status == "error"
+    assert by_id["req-0"].error is not None
+    assert by_id["req-0"].error.reason == "expired"
+    assert by_id["req-0"].attempts == 0
+    assert by_id["req-1"].status == "ok"
