@@ -24,7 +24,7 @@ from consumer.window_policy import EngineOccupancy, WindowSample
 _POLLS_PER_INTERVAL = 8
 _MIN_POLLS = 4
 _MAX_POLLS = 80  # ten intervals: a queue still draining after this long is a full engine
-_DRAINING = 0.5  # the queue fell below this share of where it stood: still draining
+_DRAINING = 0.9  # the queue fell below this share of where it stood: still draining
 
 
 class Counts(Protocol):

@@ -25,6 +25,7 @@ _MIN_QUEUE = 2.0
 _QUEUE_SHARE = 0.05
 # Above this KV-cache usage, more requests would make vLLM preempt (and recompute) others.
 _KV_GROWTH_LIMIT = 0.9
+_SETTLED = 1.05  # more in flight than this times the limit: the window is still shrinking
 _KV_ROOMY = 0.25  # below this the window climbs x4 per step: far from anything the engine holds
 
 
@@ -160,6 +161,8 @@ class AdaptiveWindowPolicy:
         standing queue, so that a freed slot refills at once instead of waiting for our next
         request to cross the network.
         """
+        if sample.mean_in_flight > _SETTLED * sample.limit:
+            return self._limit  # still draining down to a lower limit: nothing to read yet
         queue = max(_MIN_QUEUE, _QUEUE_SHARE * engine.running)
         if engine.waiting > queue:
             # Our share of the excess (several workers may feed one engine).

@@ -134,3 +134,10 @@ async def test_a_moved_limit_discards_the_sample() -> None:
     task = asyncio.create_task(sampler(window, backend).sample(100))
     window.set_limit(50)
     assert await task is None
+
+
+def test_a_window_still_draining_after_a_step_down_is_not_read() -> None:
+    policy = AdaptiveWindowPolicy(start=254, minimum=4, maximum=4096)
+    # 483 still in flight under a limit of 254: the engine's queue is the old window's.
+    draining = EngineOccupancy(running=256, waiting=227)
+    assert policy.next_limit(WindowSample(254, 50.0, 483, False, engine=draining)) == 254
