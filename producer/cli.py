@@ -34,6 +34,7 @@ from producer.sinks import open_sink
 from producer.source import InputFile
 from producer.status import GroupStatus, RateWindow, prometheus_rate, render_status
 from producer.synth import DEFAULT_BATCH_MODEL, RequestSynthesizer, batch_line
+from producer.topic_check import topic_problem
 from producer.validation import LineValidator
 
 EXIT_OK, EXIT_FAILED, EXIT_UNDELIVERED = 0, 1, 2
@@ -124,6 +125,10 @@ def run_publish(args: argparse.Namespace) -> int:
         kind=args.input,
         mapping=CsvMapping.parse(args.csv_map),
     )
+    problem = topic_problem(args.bootstrap_servers, args.topic, options)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_UNDELIVERED
     publisher = RequestPublisher(args.bootstrap_servers, args.topic, key=args.key, **options)
     progress = ProgressDisplay("publishing", source.count, enabled=not args.no_progress)
     with RejectLog(args.rejects) as rejects, progress:

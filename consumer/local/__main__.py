@@ -20,6 +20,13 @@ def _parser() -> argparse.ArgumentParser:
     kafka = sub.add_parser("kafka", help="run a local Apache Kafka broker in the foreground")
     kafka.add_argument("--data-dir", type=Path, help="keep data here (survives restarts)")
     kafka.add_argument("--port", type=int, help="listener port (default: a free one)")
+    kafka.add_argument(
+        "--partitions",
+        type=int,
+        default=8,
+        help="partitions of the default requests and results topics, created at start (the "
+        "dead-letter topic gets 1); 0 creates none",
+    )
 
     # The simulator and the compose generator own their options (see `... --help`).
     sub.add_parser("engine", help="run the engine simulator in the foreground", add_help=False)
@@ -38,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _default_topics(partitions: int) -> dict[str, int]:
+    """The worker's default topics (name -> partitions); none when ``partitions`` is 0."""
+    if partitions <= 0:
+        return {}
+    from consumer.settings import KafkaSettings
+
+    defaults = KafkaSettings()
+    return {
+        defaults.requests_topic: partitions,
+        defaults.results_topic: partitions,
+        defaults.dlq_topic: 1,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
@@ -51,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return compose_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "kafka":
-        from consumer.local.broker.kafka import serve as serve_kafka
+        from consumer.local.broker.serve import serve as serve_kafka
 
-        return serve_kafka(args.data_dir, args.port)
+        return serve_kafka(args.data_dir, args.port, _default_topics(args.partitions))
     from consumer.local.demo import run_demo
 
     return run_demo(args)

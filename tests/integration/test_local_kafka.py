@@ -181,8 +181,8 @@ def test_serve_prints_the_bootstrap_first_and_stops_on_sigterm(local_kafka: Loca
     data_dir, port = local_kafka.data_dir, local_kafka.port
     local_kafka.stop()
     code = (
-        "import sys; from pathlib import Path; from consumer.local.broker.kafka import serve; "
-        "sys.exit(serve(Path(sys.argv[1]), int(sys.argv[2])))"
+        "import sys; from pathlib import Path; from consumer.local.broker.serve import serve; "
+        "sys.exit(serve(Path(sys.argv[1]), int(sys.argv[2]), {'t.requests': 3, 't.dlq': 1}))"
     )
     command = [sys.executable, "-c", code, str(data_dir), str(port)]
     with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) as proc:
@@ -190,7 +190,11 @@ def test_serve_prints_the_bootstrap_first_and_stops_on_sigterm(local_kafka: Loca
             assert proc.stdout is not None
             assert proc.stdout.readline() == f"bootstrap=127.0.0.1:{port}\n"
             admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-            assert admin.list_topics(timeout=WAIT_S).brokers
+            metadata = admin.list_topics(timeout=WAIT_S)
+            assert metadata.brokers
+            # The topics exist before the bootstrap line: publishing right away works.
+            assert len(metadata.topics["t.requests"].partitions) == 3
+            assert len(metadata.topics["t.dlq"].partitions) == 1
 
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(WAIT_S) == 0

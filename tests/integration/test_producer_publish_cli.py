@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,19 @@ def test_undeliverable_messages_exit_2(tmp_path: Path) -> None:
     assert run.returncode == 2, run.stderr
     assert "published 0 · rejected 0 · failed 1" in run.stdout
     assert "1 message(s) not delivered to t" in run.stderr
+
+
+@pytest.mark.timeout(60)
+def test_publishing_to_a_missing_topic_fails_at_once_naming_it(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps(request(0)) + "\n")
+    started = time.monotonic()
+    result = producer_cli(
+        "publish", str(path), "--bootstrap-servers", kafka_bootstrap, "--topic", "no.such.topic"
+    )
+    assert time.monotonic() - started < 10  # not the 30-s delivery timeout
+    assert result.returncode == 2, result.stderr
+    assert "topic no.such.topic does not exist" in result.stderr
+    assert "--create --topic no.such.topic" in result.stderr  # and how to create it

@@ -19,14 +19,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -325,30 +323,3 @@ class LocalKafka:
         if path is None or not path.exists():
             return "(no broker log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def serve(data_dir: Path | None, port: int | None) -> int:
-    """Runs a broker in the foreground until SIGTERM or SIGINT (``evalstream-local kafka``).
-
-    The first line on stdout is ``bootstrap=127.0.0.1:PORT``.
-
-    Returns:
-        0 after a requested stop, 1 if the broker died on its own.
-    """
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with LocalKafka(data_dir, port) as kafka:
-            print(f"bootstrap={kafka.bootstrap}", flush=True)
-            while not stop.wait(1.0):
-                if not kafka.running:
-                    print(f"the broker died; see {kafka.data_dir}/broker.log", file=sys.stderr)
-                    return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
