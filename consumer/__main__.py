@@ -28,7 +28,7 @@ from consumer.errors import ConfigError
 from consumer.gpu_metrics import GpuCollector
 from consumer.http_server import HealthServer
 from consumer.kafka_clients import open_clients
-from consumer.logs import configure_logging
+from consumer.logs import configure_logging, plain_text
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
 from consumer.router import ModelRouter, Variant
@@ -63,7 +63,7 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evalstream-consumer", description=__doc__)
+    p = argparse.ArgumentParser(prog="evalstream-consumer", description=plain_text(__doc__))
     p.add_argument("--config", type=Path, help="TOML or YAML configuration file")
     p.add_argument(
         "--check-config", action="store_true", help="print the effective configuration and exit"

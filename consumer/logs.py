@@ -57,3 +57,8 @@ def configure_logging(fmt: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def plain_text(docstring: str | None) -> str:
+    """A docstring for a terminal: RST's double back-ticks dropped (``--help`` texts)."""
+    return (docstring or "").replace("``", "")

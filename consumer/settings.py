@@ -12,7 +12,15 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +28,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
+
+from consumer.setting_checks import http_url, topic_name, where
 
 
 class _Section(BaseModel):
@@ -35,6 +45,13 @@ class KafkaSettings(_Section):
     results_topic: str = "evalstream.results"
     dlq_topic: str = "evalstream.dlq"
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+    @field_validator("requests_topic", "results_topic", "dlq_topic")
+    @classmethod
+    def _topic(cls, value: str, info: ValidationInfo) -> str:
+        name = str(info.field_name)
+        return topic_name(value, where("kafka", name, "--" + name.replace("_", "-")))
+
     commit_interval_s: float = Field(default=1.0, gt=0)
     max_request_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request values are dead-lettered."
@@ -80,6 +97,12 @@ class EngineSettings(_Section):
     url: str = "http://127.0.0.1:8000"
     model: str = "google/gemma-3-1b-it"
     api_key: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value, where("engine", "url", "--engine-url"))
+
     api: Literal["chat", "completions"] = Field(
         default="chat",
         description="openai backend: one chat call per request, or /v1/completions with a "

@@ -12,9 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from consumer.logs import plain_text
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evalstream-local", description=__doc__)
+    p = argparse.ArgumentParser(prog="evalstream-local", description=plain_text(__doc__))
     sub = p.add_subparsers(dest="command", required=True)
 
     kafka = sub.add_parser("kafka", help="run a local Apache Kafka broker in the foreground")

@@ -62,3 +62,29 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_metrics_bind_to_loopback_by_default() -> None:
     assert load_settings().metrics.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://engine:8000", "http://", "http://engine:99999"])
+def test_a_malformed_engine_url_is_refused_naming_its_flag_and_variable(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        load_settings(engine={"url": url})
+    message = str(caught.value)
+    assert "--engine-url" in message
+    assert "EVALSTREAM_ENGINE__URL" in message
+
+
+@pytest.mark.parametrize("topic", ["has space", "", "x" * 250, "..", "é"])
+def test_an_illegal_topic_name_is_refused_naming_its_flag_and_variable(topic: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        load_settings(kafka={"dlq_topic": topic})
+    message = str(caught.value)
+    assert "--dlq-topic" in message
+    assert "EVALSTREAM_KAFKA__DLQ_TOPIC" in message
+
+
+def test_legal_urls_and_topics_are_kept() -> None:
+    settings = load_settings(
+        engine={"url": "https://vllm.internal:8443/"}, kafka={"requests_topic": "a.b_c-1"}
+    )
+    assert settings.engine.url == "https://vllm.internal:8443/"
+    assert settings.kafka.requests_topic == "a.b_c-1"

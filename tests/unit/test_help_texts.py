@@ -1,0 +1,24 @@
+"""``--help`` reads as plain text in a terminal: no RST markup from the docstrings."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import pytest
+
+import consumer.__main__
+import consumer.local.__main__
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.mark.parametrize(
+    "parser",
+    [consumer.__main__._parser, consumer.local.__main__._parser],
+    ids=["consumer", "local"],
+)
+def test_help_has_no_rst_double_back_ticks(parser: Callable[[], argparse.ArgumentParser]) -> None:
+    text = parser().format_help()
+    assert "``" not in text
+    assert text.startswith("usage: evalstream-")
