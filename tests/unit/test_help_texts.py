@@ -9,15 +9,15 @@ import pytest
 
 import consumer.__main__
 import consumer.local.__main__
+from producer.__main__ import build_parser
 
 pytestmark = pytest.mark.timeout(10)
 
 
-@pytest.mark.parametrize(
-    "parser",
-    [consumer.__main__._parser, consumer.local.__main__._parser],
-    ids=["consumer", "local"],
-)
+PARSERS = [consumer.__main__._parser, consumer.local.__main__._parser, build_parser]
+
+
+@pytest.mark.parametrize("parser", PARSERS, ids=["consumer", "local", "producer"])
 def test_help_has_no_rst_double_back_ticks(parser: Callable[[], argparse.ArgumentParser]) -> None:
     text = parser().format_help()
     assert "``" not in text
