@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from consumer.committer import Committer, open_committer
+from consumer.kafka_log import KafkaLog
 from consumer.metrics import Metrics
 from consumer.request_source import RequestSource
 from consumer.result_sink import ResultSink
@@ -24,6 +26,7 @@ class KafkaClients:
     source: RequestSource
     sink: ResultSink
     committer: Committer
+    log: KafkaLog
 
 
 def open_clients(
@@ -37,7 +40,8 @@ def open_clients(
         loop: the event loop that awaits delivery reports.
     """
     kafka = settings.kafka
-    common = kafka.client_config()
+    log = KafkaLog(kafka.bootstrap_servers)
+    common: dict[str, Any] = {**kafka.client_config(), "logger": log.logger}
     exactly_once = kafka.processing_guarantee == "exactly_once"
     source = RequestSource(
         {
@@ -58,4 +62,4 @@ def open_clients(
         dlq_topic=kafka.dlq_topic,
         worker_id=settings.worker_id,
     )
-    return KafkaClients(source, sink, open_committer(settings, source, sink))
+    return KafkaClients(source, sink, open_committer(settings, source, sink), log)

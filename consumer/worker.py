@@ -76,6 +76,7 @@ class Worker:
         self._router = router
         self._metrics = metrics
         self._source, self._sink, self._committer = clients.source, clients.sink, clients.committer
+        self._kafka_log = clients.log
         self._loop = asyncio.get_running_loop()
         w = settings.window
         start = w.size if w.policy == "fixed" else min(max(w.size, w.min), w.max)
@@ -216,16 +217,18 @@ class Worker:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: consuming, engine healthy, circuit closed."""
+        kafka = self._kafka_log.problem()
         ok = (
             self._started
+            and kafka is None
             and self.monitor.healthy
             and not self._circuit.is_open
             and not self._draining
         )
-        return (
-            ok,
-            f"engine={'up' if self.monitor.healthy else 'down'} assigned={len(self._partitions)}",
+        detail = (
+            f"engine={'up' if self.monitor.healthy else 'down'} assigned={len(self._partitions)}"
         )
+        return ok, detail if kafka is None else f"{kafka}; {detail}"
 
     # ----- SourceListener (called from the consumer thread) ----------------------------
 
