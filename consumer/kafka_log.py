@@ -4,7 +4,7 @@ Each client's ``logger`` option points at a `KafkaLog`: librdkafka's lines arriv
 the ``consumer.kafka`` logger, in the worker's text or JSON format. A broker that cannot be
 reached makes librdkafka log every connection attempt (several a second per client); those lines
 become one of ours, "cannot reach Kafka at HOST:PORT (N attempts over S s; retrying): <the
-last reason>", repeated at a slowing interval (10 s, then twice as long each time, at most
+last reason>", repeated at a slowing interval (10, 30, 90, 270 s into the outage, then every
 5 minutes). Any other line repeated verbatim is let through once a minute. The same state
 answers ``/readyz``: not ready while connection attempts keep failing.
 """
