@@ -23,6 +23,7 @@ from confluent_kafka import KafkaException
 from rich.console import Console, Group
 from rich.live import Live
 
+from consumer.kafka_log import KafkaLog
 from consumer.schemas import json_schemas
 from producer.collect import ResultCollector, ResultReader
 from producer.csv_input import CsvMapping
@@ -119,6 +120,8 @@ def run_publish(args: argparse.Namespace) -> int:
     """``publish``: validates the input, publishes the valid lines, reports the rest."""
     headers = list(parse_pairs(args.header, "--header").items())
     options: dict[str, Any] = {**CLI_PRODUCER_DEFAULTS, **parse_pairs(args.kafka_options, "-X")}
+    # librdkafka's lines through Python logging: one clear line while the broker is away.
+    options["logger"] = KafkaLog(args.bootstrap_servers).logger
     source = InputFile(
         args.file,
         LineValidator(args.format),
