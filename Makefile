@@ -24,6 +24,7 @@ faults: $(STAMP)  ## fault-injection suite: kill -9, broker restarts, stalls
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check consumer producer tests benchmarks
+	$(BIN)/python -m benchmarks.render --check  # tables match their raw files
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

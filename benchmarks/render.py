@@ -1,0 +1,84 @@
+"""Renders the results tables of README.md and BENCHMARKS.md from the raw files.
+
+A table lives between ``<!-- render:NAME -->`` and ``<!-- /render:NAME -->`` in a document;
+its rows come from `TABLES[NAME]`, a function of the raw-results folder. Prose stays
+hand-written; numbers in a marked table are never typed by hand.
+
+    python -m benchmarks.render            # rewrite the marked tables in place
+    python -m benchmarks.render --check    # exit 1, with a diff, where a document differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import render_faults
+    import render_windows
+else:  # benchmarks/ is not a package: mypy and python name these modules differently
+    render_faults = importlib.import_module("benchmarks.render_faults")
+    render_windows = importlib.import_module("benchmarks.render_windows")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "BENCHMARKS.md")
+TABLES: dict[str, Callable[[Path], str]] = {
+    "faults": render_faults.table,
+    "window-occupancy": render_windows.occupancy_table,
+}
+_BLOCK = re.compile(r"(<!-- render:([\w-]+) -->\n)(.*?)(<!-- /render:\2 -->)", re.S)
+
+
+def render(text: str, results: Path) -> str:
+    """``text`` with every marked table rendered afresh from ``results``.
+
+    Raises:
+        KeyError: a marker names a table that no renderer knows.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        body = TABLES[match.group(2)](results).rstrip("\n") + "\n"
+        return match.group(1) + body + match.group(4)
+
+    return _BLOCK.sub(fill, text)
+
+
+def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
+    """Renders (or with ``--check`` compares) the documents under ``root``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail where a document differs")
+    args = parser.parse_args(argv)
+    results, differs = root / "benchmarks" / "results", False
+    for name in DOCUMENTS:
+        path = root / name
+        before = path.read_text(encoding="utf-8")
+        after = render(before, results)
+        if after == before:
+            continue
+        if not args.check:
+            path.write_text(after, encoding="utf-8")
+            print(f"rendered {name}")
+            continue
+        differs = True
+        diff = difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            f"{name} (committed)",
+            f"{name} (rendered from benchmarks/results)",
+        )
+        sys.stdout.writelines(diff)
+    if differs:
+        print(
+            "tables differ from their raw files: run python -m benchmarks.render", file=sys.stderr
+        )
+    return 1 if differs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""README's fault table, from ``faults.jsonl`` (one record per scenario and run).
+
+The latest run of each scenario is shown with its date; beside it the range over every run
+recorded (runs of different commits: the range says how much the figures move, not a
+confidence interval).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Scenario keys in the order of the table, and what each does (prose, not figures).
+SCENARIOS = {
+    "worker_kill_9_x5": "worker `kill -9` x5 at seeded moments, replacement started at once",
+    "broker_kill_9_restart": "broker `kill -9`, restarted on its data directory",
+    "broker_stall_10s": "broker frozen (SIGSTOP) 10 s, longer than the worker's 6 s session",
+    "results_topic_unavailable_20s": "results topic missing for 20 s (auto-create off)",
+    "engine_hang_10s": "engine hangs for 10 s (worker timeout 3 s)",
+    "engine_500s_30s_max_attempts_10": "engine answers 500 for 30 s, `retry.max_attempts` 10",
+    "engine_500s_30s_max_attempts_20": "the same with `retry.max_attempts` 20",
+    "engine_malformed_30pct": "engine returns malformed JSON for 30% of calls",
+    "rebalance_storm": "a worker joins or leaves (SIGTERM) every 2.5 s until the work is done",
+}
+
+
+def records(results: Path) -> list[dict[str, Any]]:
+    """Every record of ``faults.jsonl``, in the order written."""
+    lines = (results / "faults.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _span(values: list[float], digits: int) -> str:
+    low, high = min(values), max(values)
+    return f"{low:,.{digits}f}" if low == high else f"{low:,.{digits}f} to {high:,.{digits}f}"
+
+
+def _detail(latest: dict[str, Any]) -> str:
+    """The scenario-specific figures of the latest run."""
+    outcomes = latest.get("outcomes") or {}
+    parts = [
+        f"{count:,} {kind.replace('_', ' ')} {what}"
+        for kind, what, count in sorted((*k.split(":", 1), n) for k, n in outcomes.items())
+    ]
+    if "workers" in latest:
+        parts.append(f"{latest['changes']} changes, {latest['workers']} workers")
+    if "hung_calls" in latest:
+        parts.append(f"{latest['hung_calls']} calls hung and retried")
+    if "consumed_while_unavailable" in latest:
+        parts.append(f"{latest['consumed_while_unavailable']:,} consumed during the outage")
+    if "broker_down_s" in latest:
+        parts.append(f"broker down {latest['broker_down_s']:.1f} s")
+    return "; ".join(parts)
+
+
+def table(results: Path) -> str:
+    """The Markdown table."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for record in records(results):
+        runs.setdefault(record["scenario"], []).append(record)
+    lines = [
+        "| scenario | latest run | requests | lost | duplicates | recovery s | "
+        "runs: duplicates, recovery s | latest run's figures |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for key, label in SCENARIOS.items():
+        if key not in runs:
+            continue
+        done = runs[key]
+        latest = done[-1]
+        spread = (
+            f"{len(done)}: {_span([r['duplicates'] for r in done], 0)}, "
+            f"{_span([r['recovery_s'] for r in done], 2)}"
+        )
+        lines.append(
+            f"| {label} | {latest['at'][:10]} | {latest['requests']:,} | {latest['lost']} | "
+            f"{latest['duplicates']:,} | {latest['recovery_s']:.2f} | {spread} | "
+            f"{_detail(latest)} |"
+        )
+    return "\n".join(lines)

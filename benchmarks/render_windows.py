@@ -1,0 +1,46 @@
+"""BENCHMARKS §4's tables, from the window sweeps' raw files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _row(row: dict[str, Any]) -> str:
+    rates, engine = row["requests_per_s"], row["latency_s"]["inference_s"]
+    name = row["config"].replace("-", " ")
+    if name == "adaptive":
+        name = "**adaptive (default start 32)**"
+    return (
+        f"| {name} | {row['results']:,} | {rates['steady_10_90']:.1f} | "
+        f"{rates['late_50_90']:.1f} | {engine['p50']:.2f} / {engine['p95']:.2f} |"
+    )
+
+
+def occupancy_table(results: Path) -> str:
+    """The engine-following window against fixed windows (``window_vllm_occupancy.json``)."""
+    data = json.loads((results / "window_vllm_occupancy.json").read_text(encoding="utf-8"))
+    shown = ("fixed-8", "fixed-64", "fixed-128", "fixed-256", "fixed-512", "adaptive")
+    rows = [row for row in data["rows"] if row["config"] in shown]
+    ratios = data["ratios"]
+    lines = [
+        "| config | results in 40 s | steady 10-90 % req/s | late 50-90 % req/s | "
+        "engine p50 / p95 s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(_row(row) for row in rows),
+        "",
+        f"Adaptive ÷ best fixed ({ratios['steady_10_90']['best_fixed']}): "
+        f"**{ratios['steady_10_90']['adaptive_over_best_fixed']:.2f}** steady, "
+        f"{ratios['late_50_90']['adaptive_over_best_fixed']:.2f} late; window limits "
+        + " → ".join(
+            f"{x:,}"
+            for x in next(r for r in data["rows"] if r["config"] == "adaptive")["window_moves"][
+                "limits"
+            ]
+        )
+        + f" (commit {data['machine']['source']['commit'][:7]}"
+        + (", DIRTY TREE" if data["machine"]["source"]["uncommitted"] else "")
+        + ").",
+    ]
+    return "\n".join(lines)

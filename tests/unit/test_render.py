@@ -1,0 +1,53 @@
+"""The tables of README.md and BENCHMARKS.md, rendered from the raw files and checked."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+render = importlib.import_module("benchmarks.render")
+pytestmark = pytest.mark.timeout(20)
+
+
+def copy_docs(tmp_path: Path) -> Path:
+    """The two documents and the raw results, as in the repository."""
+    for name in render.DOCUMENTS:
+        shutil.copy(render.ROOT / name, tmp_path / name)
+    shutil.copytree(render.ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
+    return tmp_path
+
+
+def test_the_committed_documents_match_their_raw_files(tmp_path: Path) -> None:
+    assert render.main(["--check"], root=copy_docs(tmp_path)) == 0
+
+
+def test_a_number_edited_by_hand_fails_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = copy_docs(tmp_path)
+    readme = root / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("<!-- render:faults -->")
+    row = text.index("| 3,000 | 0 |", start)
+    readme.write_text(text[:row] + "| 3,001 | 0 |" + text[row + 12 :], encoding="utf-8")
+
+    assert render.main(["--check"], root=root) == 1
+    assert "+| " in capsys.readouterr().out  # the diff shows the rendered row
+
+    assert render.main([], root=root) == 0  # rendering puts the raw file's number back
+    assert readme.read_text(encoding="utf-8") == text
+
+
+def test_rendering_twice_changes_nothing(tmp_path: Path) -> None:
+    root = copy_docs(tmp_path)
+    text = (root / "BENCHMARKS.md").read_text(encoding="utf-8")
+    results = root / "benchmarks" / "results"
+    assert render.render(render.render(text, results), results) == render.render(text, results)
+
+
+def test_an_unknown_table_name_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        render.render("<!-- render:nope -->\n<!-- /render:nope -->", tmp_path)
