@@ -54,6 +54,14 @@ def _detail(latest: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _when(record: dict[str, Any]) -> str:
+    """The run's date, and its commit where the record has one (marked if the tree was dirty)."""
+    source = record.get("source") or {}
+    commit = f", {source['commit'][:7]}" if source.get("commit") else ""
+    dirty = " (DIRTY TREE)" if source.get("dirty") else ""
+    return f"{record['at'][:10]}{commit}{dirty}"
+
+
 def table(results: Path) -> str:
     """The Markdown table."""
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -74,7 +82,7 @@ def table(results: Path) -> str:
             f"{_span([r['recovery_s'] for r in done], 2)}"
         )
         lines.append(
-            f"| {label} | {latest['at'][:10]} | {latest['requests']:,} | {latest['lost']} | "
+            f"| {label} | {_when(latest)} | {latest['requests']:,} | {latest['lost']} | "
             f"{latest['duplicates']:,} | {latest['recovery_s']:.2f} | {spread} | "
             f"{_detail(latest)} |"
         )

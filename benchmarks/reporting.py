@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -54,7 +55,19 @@ def machine() -> dict[str, Any]:
         "pydantic": version("pydantic"),
         "load_average_at_start": load_average(),
         "source": source(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "gpu": gpu(),
     }
+
+
+def gpu() -> str | None:
+    """The GPUs and driver as nvidia-smi names them; None on a machine without one."""
+    try:
+        query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
+        reply = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "; ".join(line.strip() for line in reply.stdout.splitlines() if line.strip()) or None
 
 
 def source() -> dict[str, Any]:
@@ -64,8 +77,10 @@ def source() -> dict[str, Any]:
         result = subprocess.run(["git", *args], cwd=harness.ROOT, capture_output=True, text=True)
         return result.stdout.strip() if result.returncode == 0 else "unknown"
 
-    changed = git("status", "--porcelain", "--", "consumer", "producer")
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted": changed.splitlines()}
+    changed = git("status", "--porcelain", "--", "consumer", "producer", "benchmarks", "tests")
+    # Raw results written by the run itself are not a change to what was measured.
+    changes = [x for x in changed.splitlines() if "benchmarks/results/" not in x]
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted": changes, "dirty": bool(changes)}
 
 
 def load_average() -> list[float]:

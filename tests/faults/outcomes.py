@@ -10,6 +10,7 @@ the worker's producer during an outage distorts them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 import time
@@ -304,6 +305,7 @@ def report(
         "duplicates": duplicates,
         "recovery_s": recovery_s,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": importlib.import_module("benchmarks.reporting").source(),
         **details,
     }
     with REPORT_FILE.open("a") as out:

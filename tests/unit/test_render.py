@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 from pathlib import Path
 
@@ -51,3 +52,18 @@ def test_rendering_twice_changes_nothing(tmp_path: Path) -> None:
 def test_an_unknown_table_name_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         render.render("<!-- render:nope -->\n<!-- /render:nope -->", tmp_path)
+
+
+def test_a_record_from_a_dirty_tree_is_marked(tmp_path: Path) -> None:
+    faults = importlib.import_module("benchmarks.render_faults")
+    record = {
+        "scenario": "engine_hang_10s",
+        "requests": 3000,
+        "lost": 0,
+        "duplicates": 0,
+        "recovery_s": 0.5,
+        "at": "2026-12-04T03:00:00Z",
+        "source": {"commit": "0123456789abcdef", "uncommitted": ["M consumer/x.py"], "dirty": True},
+    }
+    (tmp_path / "faults.jsonl").write_text(json.dumps(record) + "\n")
+    assert "| 2026-12-04, 0123456 (DIRTY TREE) |" in faults.table(tmp_path)
