@@ -93,6 +93,7 @@ class Outcome:
         offset: the source offset of the request.
         attempts: the engine calls the worker made for it.
         created_s: when the broker appended the message (seconds since the epoch).
+        worker: the id of the worker that wrote it.
     """
 
     request_id: str
@@ -103,6 +104,7 @@ class Outcome:
     offset: int
     attempts: int
     created_s: float
+    worker: str = ""
 
 
 def _result(message: Message) -> Outcome:
@@ -117,6 +119,7 @@ def _result(message: Message) -> Outcome:
         offset=data["source"]["offset"],
         attempts=data["attempts"],
         created_s=message.timestamp()[1] / 1000,
+        worker=data.get("worker_id", ""),
     )
 
 
@@ -134,6 +137,7 @@ def _dead_letter(message: Message) -> Outcome:
         offset=int(headers.get("evalstream.source.offset", "-1")),
         attempts=int(headers.get("evalstream.attempts", "0")),
         created_s=message.timestamp()[1] / 1000,
+        worker=headers.get("evalstream.worker", ""),
     )
 
 
