@@ -13,10 +13,12 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from consumer.local.broker.kafka import LocalKafka
+from consumer.settings import WindowSettings
 from tests.faults.outcomes import (
     APPEND_TIME,
     PARTITIONS,
     TIME_SCALE,
+    WINDOW,
     WORKER_ARGS,
     Accounting,
     OutcomeWatcher,
@@ -139,12 +141,18 @@ def test_results_topic_unavailable_commits_nothing_until_it_exists(
     worker = pipeline.worker(*WORKER_ARGS, "--results-topic", results)
     assert wait_until(lambda: worker.metric("evalstream_consumed_total") > 0, 60)
     deadline = time.monotonic() + UNAVAILABLE_S
+    # Memory stays bounded whatever the outage: nothing is acknowledged, so the worker holds
+    # every message it consumed, and it reads no further than the window plus the read-ahead.
+    bound = WINDOW + WindowSettings().buffer
     while time.monotonic() < deadline:  # the outage itself, watched once a second
         # None (-1001) or 0, the first offset: a commit that marks no request as done.
         positions = committed(pipeline.bootstrap, topics.group, topics.requests, PARTITIONS)
         assert max(positions.values()) <= 0, positions
+        held = worker.metric("evalstream_consumed_total")
+        assert held <= bound, f"{held:.0f} messages held during the outage, bound {bound}"
         time.sleep(1.0)
     consumed = worker.metric("evalstream_consumed_total")
+    assert consumed <= bound
     print(f"\nconsumed while the results topic was missing: {consumed:.0f} of {TOTAL}")
     assert worker.metric("evalstream_completed_total") == 0
     assert worker.metric("evalstream_dead_lettered_total") == 0
