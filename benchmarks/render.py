@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import render_cpu
     import render_faults
     import render_windows
 else:  # benchmarks/ is not a package: mypy and python name these modules differently
+    render_cpu = importlib.import_module("benchmarks.render_cpu")
     render_faults = importlib.import_module("benchmarks.render_faults")
     render_windows = importlib.import_module("benchmarks.render_windows")
 
@@ -31,6 +33,8 @@ DOCUMENTS = ("README.md", "BENCHMARKS.md")
 TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
     "window-occupancy": render_windows.occupancy_table,
+    "cpu-overhead": render_cpu.overhead_table,
+    "exactly-once": render_cpu.exactly_once_table,
 }
 _BLOCK = re.compile(r"(<!-- render:([\w-]+) -->\n)(.*?)(<!-- /render:\2 -->)", re.S)
 

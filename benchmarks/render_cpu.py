@@ -1,0 +1,58 @@
+"""BENCHMARKS §3 and §5's tables, from ``cpu_overhead.json`` (one invocation, every case)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_LABELS = {
+    "passthrough": "pass-through baseline: consume → produce, no engine call",
+    "fixed-256": "evalstream worker, fixed window 256",
+    "adaptive": "evalstream worker, adaptive window",
+    "fixed-256-eos": "evalstream worker, fixed window 256, exactly-once",
+}
+
+
+def _cases(results: Path) -> dict[str, dict[str, Any]]:
+    data = json.loads((results / "cpu_overhead.json").read_text(encoding="utf-8"))
+    return {case["case"]: case for case in data["cases"]}
+
+
+def overhead_table(results: Path) -> str:
+    """§3: throughput, idle share and CPU per request of each case."""
+    lines = [
+        "| run (same invocation) | req/s first→last | steady 10-90% | idle | "
+        "worker CPU µs/request | broker µs/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, label in _LABELS.items():
+        case = _cases(results)[key]
+        rates, cpu = case["requests_per_s"], case["cpu"]["us_per_request"]
+        idle = f"{rates['idle_100ms_share']:.0%}"
+        if key == "fixed-256-eos":
+            idle = f"({idle})"  # results appear at commit times: idle by construction
+        lines.append(
+            f"| {label} | {rates['first_to_last']:,.0f} | {rates['steady_10_90']:,.0f} | {idle} "
+            f"| {cpu['worker']:,.0f} | {cpu['broker']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def exactly_once_table(results: Path) -> str:
+    """§5: exactly-once against at-least-once at the same fixed window, same invocation."""
+    cases = _cases(results)
+    once, eos = cases["fixed-256"], cases["fixed-256-eos"]
+    rows = [
+        ("requests/s, first → last result", lambda c: c["requests_per_s"]["first_to_last"]),
+        ("requests/s, 10% → 90% of the results", lambda c: c["requests_per_s"]["steady_10_90"]),
+        ("worker CPU µs/request", lambda c: c["cpu"]["us_per_request"]["worker"]),
+    ]
+    lines = [
+        "| | at-least-once (fixed 256) | exactly-once (fixed 256) | ratio |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, value in rows:
+        a, b = value(once), value(eos)
+        lines.append(f"| {label} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
+    return "\n".join(lines)
