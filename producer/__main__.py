@@ -196,6 +196,42 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(handler=cli.run_status)
 
 
+def _add_topics(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("topics", help="create or describe the topics")
+    parser.add_argument("action", choices=["create", "describe"])
+    parser.add_argument(
+        "topics", nargs="*", help="topic names (default: the requests, results and DLQ topics)"
+    )
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP", "localhost:9092"),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or localhost:9092)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=8, help="create: partitions each (default: 8)"
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=-1,
+        help="create: replicas of each partition (default: the broker's default)",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        help="create: the topics' max.message.bytes (default: the broker's)",
+    )
+    parser.add_argument(
+        "-X",
+        dest="kafka_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka option, repeatable (e.g. -X security.protocol=SASL_SSL)",
+    )
+    parser.set_defaults(handler=cli.run_topics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -203,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish evaluation requests to Kafka, collect results, watch progress.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_schema, _add_synth, _add_publish, _add_collect, _add_status):
+    for add in (_add_schema, _add_synth, _add_topics, _add_publish, _add_collect, _add_status):
         add(commands)
     return parser
 

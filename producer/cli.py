@@ -25,6 +25,7 @@ from rich.live import Live
 
 from consumer.kafka_log import KafkaLog
 from consumer.schemas import json_schemas
+from producer import topics
 from producer.collect import ResultCollector, ResultReader
 from producer.csv_input import CsvMapping
 from producer.errors import InputError, ProducerError
@@ -114,6 +115,11 @@ def run_synth(args: argparse.Namespace) -> int:
             else:
                 stream.write(request.model_dump_json(exclude_none=True) + "\n")
     return EXIT_OK
+
+
+def run_topics(args: argparse.Namespace) -> int:
+    """``topics``: create or describe the deployment's topics."""
+    return topics.run_topics(args, parse_pairs(args.kafka_options, "-X"))
 
 
 def run_publish(args: argparse.Namespace) -> int:

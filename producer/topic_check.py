@@ -25,8 +25,8 @@ def topic_problem(bootstrap: str, topic: str, options: dict[str, Any]) -> str | 
         return None
     if found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
         return (
-            f"topic {topic} does not exist on {bootstrap}; create it first, e.g. "
-            f"kafka-topics.sh --bootstrap-server {bootstrap} --create --topic {topic} "
+            f"topic {topic} does not exist on {bootstrap}; create it first: "
+            f"evalstream-producer topics create {topic} --bootstrap-servers {bootstrap} "
             "--partitions 8 (evalstream-local kafka creates the default topics when it starts)"
         )
     return f"topic {topic}: {found.error.str()}"

@@ -244,4 +244,30 @@ def test_publishing_to_a_missing_topic_fails_at_once_naming_it(
     assert time.monotonic() - started < 10  # not the 30-s delivery timeout
     assert result.returncode == 2, result.stderr
     assert "topic no.such.topic does not exist" in result.stderr
-    assert "--create --topic no.such.topic" in result.stderr  # and how to create it
+    assert "evalstream-producer topics create no.such.topic" in result.stderr  # how to create it
+
+
+@pytest.mark.timeout(90)
+def test_topics_create_then_describe_then_publish(tmp_path: Path, kafka_bootstrap: str) -> None:
+    name = f"made.{random.randrange(1 << 30)}"
+    created = producer_cli(
+        "topics", "create", name, "--bootstrap-servers", kafka_bootstrap,
+        "--partitions", "3", "--max-message-bytes", "2000000",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert f"created {name}" in created.stdout
+    assert f"{name}: 3 partitions, replication factor 1, max.message.bytes 2,000,000" in (
+        created.stdout
+    )
+    again = producer_cli("topics", "create", name, "--bootstrap-servers", kafka_bootstrap)
+    assert f"exists  {name} (left as it is)" in again.stdout
+    missing = producer_cli(
+        "topics", "describe", "not.there", "--bootstrap-servers", kafka_bootstrap
+    )
+    assert "not.there: does not exist" in missing.stdout
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps(request(0)) + "\n")
+    published = producer_cli(
+        "publish", str(path), "--bootstrap-servers", kafka_bootstrap, "--topic", name
+    )
+    assert published.returncode == 0, published.stderr
