@@ -1,4 +1,4 @@
-"""Where collected results go: SQLite, JSONL, or an OpenAI batch output file.
+"""Where collected results go: SQLite, JSONL, Parquet, or an OpenAI batch output file.
 
 Every sink receives each request id at most once per run (the collector de-duplicates first).
 The SQLite sink also upserts, so collecting into an existing database again refreshes rows
@@ -26,6 +26,7 @@ class SinkFormat(StrEnum):
     AUTO = "auto"
     SQLITE = "sqlite"
     JSONL = "jsonl"
+    PARQUET = "parquet"
     OPENAI_BATCH = "openai-batch"
 
 
@@ -35,6 +36,7 @@ _SUFFIXES = {
     ".sqlite3": SinkFormat.SQLITE,
     ".jsonl": SinkFormat.JSONL,
     ".ndjson": SinkFormat.JSONL,
+    ".parquet": SinkFormat.PARQUET,
 }
 
 
@@ -47,8 +49,8 @@ def infer_format(path: str) -> SinkFormat:
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
         raise ResultStoreError(
-            f"cannot tell the format of {path!r} from its suffix; pass --format sqlite, jsonl "
-            "or openai-batch"
+            f"cannot tell the format of {path!r} from its suffix; pass --format sqlite, jsonl, "
+            "parquet or openai-batch"
         )
     return _SUFFIXES[suffix]
 
@@ -220,4 +222,8 @@ def open_sink(path: str, fmt: SinkFormat = SinkFormat.AUTO) -> ResultStore:
         return SqliteSink(path)
     if fmt is SinkFormat.JSONL:
         return JsonlSink(path)
+    if fmt is SinkFormat.PARQUET:
+        from producer.parquet_sink import ParquetSink  # pyarrow only where Parquet is asked for
+
+        return ParquetSink(path)
     return BatchOutputSink(path)

@@ -194,3 +194,31 @@ def test_result_reader_yields_each_request_once(
     assert len(set(seen)) == NATIVE + BATCH
     with GroupStatus(kafka_bootstrap, group, topic) as status:  # closing committed everything
         assert status.sample(0.0).backlog == 0
+
+
+@pytest.mark.timeout(300)
+def test_collect_to_parquet_has_typed_columns_read_back_by_pyarrow(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    topic = topic_factory(3)
+    results_with_duplicates(kafka_bootstrap, topic)
+    out = tmp_path / "results.parquet"
+    common = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--no-progress"]
+
+    run = producer_cli("collect", *common, "--out", str(out), "--expect", str(NATIVE + BATCH))
+
+    assert run.returncode == 0, run.stderr
+    table = pq.read_table(out)
+    assert table.num_rows == NATIVE + BATCH
+    types = dict(zip(table.schema.names, table.schema.types, strict=True))
+    assert types["score"] == pa.int64()
+    assert types["end_to_end_s"] == pa.float64()
+    assert types["completed_at"] == pa.timestamp("us", tz="UTC")
+    assert types["status"] == pa.string()
+    rows = {row["request_id"]: row for row in table.to_pylist()}
+    assert rows["r3"]["score"] == 3  # the first result read for an id wins
+    assert rows["r3"]["kind"] == "native"
+    assert rows["b1"]["kind"] == "openai-batch"
+    assert rows["r3"]["completed_at"] is not None
