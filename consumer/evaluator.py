@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,6 +38,7 @@ from consumer.records import (
     parse_evaluation,
 )
 from consumer.reply_budget import reply_token_bound
+from consumer.result_cache import CachedReply, ResultCache, cache_key
 from consumer.schemas import BatchRequestLine, EvaluationRequest
 from consumer.settings import EngineSettings
 
@@ -72,6 +74,7 @@ class Evaluator:
         *,
         batches: bool = False,
         on_overload: Callable[[], None] | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self._backend = backend
         self._template = template
@@ -82,6 +85,7 @@ class Evaluator:
         self._worker_id = worker_id
         self._batches = batches
         self._on_overload = on_overload or (lambda: None)
+        self._cache = cache
         self._schema = evaluation_schema() if engine.structured_output else None
         self._max_tokens = engine.max_tokens or default_max_tokens(self._schema)
         bound = reply_token_bound(self._schema) if self._schema else None
@@ -99,7 +103,14 @@ class Evaluator:
         if not jobs:
             return
         prompts = [self._prompt(job) for job in jobs]
-        if self._batches and len(jobs) > 1:
+        if self._cache is not None:  # one call per job: hits and shared calls resolve alone
+            await asyncio.gather(
+                *(
+                    self._guarded(j, self._through_cache(j, p, report), report)
+                    for j, p in zip(jobs, prompts, strict=True)
+                )
+            )
+        elif self._batches and len(jobs) > 1:
             replies = await self._call(jobs, prompts)
             await asyncio.gather(
                 *(
@@ -127,6 +138,23 @@ class Evaluator:
             log.exception("evaluation of %s failed unexpectedly", job.request_id)
             error = EvalstreamError(f"{type(exc).__name__}: {exc}", reason="internal_error")
             report(dead_letter(job, error, self._worker_id))
+
+    async def _through_cache(self, job: Job, prompt: Prompt, report: OutcomeHandler) -> None:
+        """Answers from the cache, waits for an identical call in flight, or calls the engine."""
+        assert self._cache is not None
+        if not isinstance(job.request, EvaluationRequest) or job.route is None:
+            await self._one(job, prompt, report)
+            return
+        job.cache_key = cache_key(job.route, prompt)
+        async with self._cache.claim(job.cache_key) as cached:
+            self._metrics.cache_lookup("hit" if cached else "miss")
+            if cached is None:
+                await self._one(job, prompt, report)
+                return
+            value = evaluation_result(
+                job, job.route, self._worker_id, None, parse_evaluation(cached.text), None, cached
+            )
+            report(Outcome(job, "result", value, None, "ok"))
 
     async def _one(self, job: Job, prompt: Prompt, report: OutcomeHandler) -> None:
         (reply,) = await self._call([job], [prompt])
@@ -246,6 +274,10 @@ class Evaluator:
         return Prompt(messages, prompt.max_tokens, prompt.temperature, prompt.seed, prompt.schema)
 
     def _success(self, job: Job, reply: Completion) -> Outcome:
+        if self._cache is not None and job.cache_key is not None:
+            now = datetime.now(UTC).isoformat()
+            tokens = (reply.prompt_tokens, reply.completion_tokens)
+            self._cache.put(job.cache_key, CachedReply(reply.text, now, *tokens))
         return self._finish(job, reply, None)
 
     def _finish(

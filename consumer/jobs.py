@@ -49,6 +49,7 @@ class Job:
         sent_at: monotonic time of the first engine call.
         route: the engine model chosen for it (None until routed).
         deadline_s: when its answer stops being worth anything (epoch seconds), if ever.
+        cache_key: its key in the result cache, where the cache is on.
         repaired: whether the one repair attempt was used.
         reported: whether its final outcome was reported (its window slot returned).
     """
@@ -66,6 +67,7 @@ class Job:
     sent_at: float | None = None
     route: Route | None = None
     deadline_s: float | None = None
+    cache_key: str | None = None
     repaired: bool = False
     reported: bool = False
 

@@ -77,6 +77,11 @@ class Metrics:
         self.retries = counter(
             "evalstream_retries_total", "Engine calls retried, by reason.", ("reason",)
         )
+        self.cache_lookups = counter(
+            "evalstream_cache_lookups_total",
+            "Result-cache lookups of native requests, by outcome (hit: no engine call).",
+            ("outcome",),
+        )
         self.expired = counter(
             "evalstream_expired_total",
             "Requests not sent to the engine because their deadline had passed.",
@@ -156,6 +161,9 @@ class Metrics:
     def retry(self, reason: str) -> None:
         """Counts one retried engine call."""
         self.retries.labels(**self.ids, reason=reason).inc()
+
+    def cache_lookup(self, outcome: str) -> None:
+        self.cache_lookups.labels(outcome=outcome, **self.ids).inc()
 
     def invalid_output(self, reason: str) -> None:
         self.invalid_outputs.labels(reason=reason, **self.ids).inc()

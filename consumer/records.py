@@ -13,6 +13,7 @@ from typing import Literal
 from consumer.backends.base import Completion
 from consumer.errors import EvalstreamError
 from consumer.jobs import Job, RawHeaders, Route
+from consumer.result_cache import CachedReply
 from consumer.schemas import (
     BatchError,
     BatchOutputLine,
@@ -66,8 +67,9 @@ def evaluation_result(
     completion: Completion | None,
     evaluation: Evaluation | None,
     error: EvalstreamError | None,
+    cached: CachedReply | None = None,
 ) -> bytes:
-    """The results-topic value of a native request."""
+    """The results-topic value of a native request (``cached``: answered from the cache)."""
     request = job.request
     assert isinstance(request, EvaluationRequest)
     result = EvaluationResult(
@@ -75,7 +77,7 @@ def evaluation_result(
         status="ok" if evaluation is not None else "error",
         evaluation=evaluation,
         error=None if error is None else ResultError(reason=error.reason, message=error.message),
-        raw_output=None if completion is None else completion.text,
+        raw_output=cached.text if cached else None if completion is None else completion.text,
         model=route.model,
         backend=route.backend,
         variant=route.variant,
@@ -90,6 +92,8 @@ def evaluation_result(
         source=SourceRef(topic=job.source.topic, partition=job.source.partition, offset=job.offset),
         metadata=request.metadata,
         completed_at=datetime.now(UTC),
+        cached=True if cached else None,
+        cached_from=datetime.fromisoformat(cached.completed_at) if cached else None,
     )
     return result.model_dump_json(exclude_none=True).encode()
 

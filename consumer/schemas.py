@@ -176,6 +176,12 @@ class EvaluationResult(_Wire):
     source: SourceRef
     metadata: dict[str, JsonValue] | None = None
     completed_at: datetime
+    cached: bool | None = Field(
+        default=None, description="True when answered from the result cache (no engine call)."
+    )
+    cached_from: datetime | None = Field(
+        default=None, description="With cached: when the cached evaluation was first produced."
+    )
 
 
 class BatchResponse(_Wire):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey
 from consumer.prompts import PromptTemplate
 from consumer.records import Outcome
+from consumer.result_cache import CachedReply, ResultCache
 from consumer.schemas import (
     MAX_POINTS,
     POINT_CHARS,
@@ -272,3 +274,87 @@ async def test_a_request_past_its_deadline_is_not_sent_and_gets_an_expired_resul
     assert by_id["req-0"].error.reason == "expired"
     assert by_id["req-0"].attempts == 0
     assert by_id["req-1"].status == "ok"
+
+
+def cached_evaluator(handler: Callable[[httpx.Request], Any], cache: ResultCache) -> Evaluator:
+    """An evaluator with a result cache; ``handler`` may be a coroutine (a slow engine)."""
+    client = httpx.AsyncClient(base_url="http://engine", transport=httpx.MockTransport(handler))
+    circuit = EngineCircuit(3)
+    retry = RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002)
+    return Evaluator(
+        OpenAIBackend(client),
+        PromptTemplate(),
+        FailurePolicy(retry, circuit),
+        circuit,
+        Metrics(CollectorRegistry(), "w"),
+        EngineSettings(model="m"),
+        "w",
+        cache=cache,
+    )
+
+
+def same_request(i: int) -> Job:
+    """Request ``i``: a new id, the same job and candidate as every other."""
+    job = make_job(0)
+    job.request = job.request.model_copy(update={"id": f"again-{i}"})  # type: ignore[union-attr]
+    return job
+
+
+async def test_identical_requests_reach_the_engine_once_and_later_ones_are_cached() -> None:
+    calls: list[httpx.Request] = []
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        await asyncio.sleep(0.05)  # the engine's time: the others arrive meanwhile
+        return httpx.Response(200, json=chat_reply(json.dumps(GOOD)))
+
+    published: list[tuple[str, CachedReply]] = []
+    cache = ResultCache(100, lambda key, reply: published.append((key, reply)))
+    ev = cached_evaluator(slow, cache)
+    together = await run(ev, [same_request(i) for i in range(3)])  # in flight at once
+    later = await run(ev, [same_request(9)])
+
+    assert len(calls) == 1
+    assert len(published) == 1
+    results = [EvaluationResult.model_validate_json(o.value or b"") for o in together + later]
+    assert [r.status for r in results] == ["ok"] * 4
+    assert sum(bool(r.cached) for r in results) == 3  # all but the one that was evaluated
+    first = next(r for r in results if not r.cached)
+    # When the original was evaluated (taken as its result was made).
+    assert all(
+        r.cached_from is not None and abs((r.cached_from - first.completed_at).total_seconds()) < 1
+        for r in results
+        if r.cached
+    )
+    assert all(r.attempts == 0 and r.usage.completion_tokens == 0 for r in results if r.cached)
+
+
+async def test_a_different_prompt_version_misses_the_cache() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json=chat_reply(json.dumps(GOOD)))
+
+    ev = cached_evaluator(handler, ResultCache(100))
+    await run(ev, [same_request(0)])
+    other = same_request(1)
+    other.route = Route("m", "openai", None, "eval-v3")
+    outcomes = await run(ev, [other])
+    assert len(calls) == 2
+    assert not EvaluationResult.model_validate_json(outcomes[0].value or b"").cached
+
+
+async def test_an_invalid_reply_is_not_cached() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json=chat_reply('{"score": 900}'))
+
+    cache = ResultCache(100)
+    ev = cached_evaluator(handler, cache)
+    await run(ev, [same_request(0)])
+    await run(ev, [same_request(1)])
+    assert len(cache) == 0
+    assert len(calls) == 4  # each request: one call and one repair
