@@ -53,6 +53,7 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
     "window_policy": ("window", "policy"),
     "window": ("window", "size"),
     "window_max": ("window", "max"),
+    "cache": ("cache", "enabled"),
     "metrics_port": ("metrics", "port"),
     "metrics_host": ("metrics", "host"),
     "worker_id": (None, "worker_id"),
@@ -82,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window-policy", choices=["adaptive", "fixed"])
     p.add_argument("--window", type=int, help="fixed window size, or the adaptive start")
     p.add_argument("--window-max", type=int)
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        help="answer requests evaluated before from the result cache (topic evalstream.cache)",
+    )
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--metrics-host")
     p.add_argument("--worker-id")

@@ -11,10 +11,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from consumer.cache_topic import CacheTopic
 from consumer.committer import Committer, open_committer
 from consumer.kafka_log import KafkaLog
 from consumer.metrics import Metrics
 from consumer.request_source import RequestSource
+from consumer.result_cache import ResultCache
 from consumer.result_sink import ResultSink
 from consumer.settings import Settings
 
@@ -27,6 +29,8 @@ class KafkaClients:
     sink: ResultSink
     committer: Committer
     log: KafkaLog
+    cache: ResultCache | None = None
+    cache_topic: CacheTopic | None = None
 
 
 def open_clients(
@@ -62,4 +66,10 @@ def open_clients(
         dlq_topic=kafka.dlq_topic,
         worker_id=settings.worker_id,
     )
-    return KafkaClients(source, sink, open_committer(settings, source, sink), log)
+    committer = open_committer(settings, source, sink)
+    if not settings.cache.enabled:
+        return KafkaClients(source, sink, committer, log)
+    topic = CacheTopic(common, settings.cache.topic)
+    cache = ResultCache(settings.cache.max_entries, topic.publish)
+    topic.start(cache, settings.cache.load_timeout_s)  # before any request is taken
+    return KafkaClients(source, sink, committer, log, cache, topic)

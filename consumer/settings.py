@@ -163,6 +163,27 @@ class WindowSettings(_Section):
         return self
 
 
+class CacheSettings(_Section):
+    """The result cache: a request evaluated before is answered without an engine call.
+
+    Off by default: with it, a request sent again to be evaluated again (say, to sample another
+    opinion at temperature > 0) gets the first answer back, and the cache needs a compacted
+    topic. Turn it on where upstream re-sends (applications twice, imports re-run, replays).
+    """
+
+    enabled: bool = False
+    topic: str = "evalstream.cache"
+    max_entries: int = Field(default=100_000, ge=1, description="Entries kept in memory (LRU).")
+    load_timeout_s: float = Field(
+        default=60.0, gt=0, description="At start-up, read the cache topic for at most this long."
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return topic_name(value, where("cache", "topic"))
+
+
 class RetrySettings(_Section):
     """Retries of retriable engine errors (exponential backoff with full jitter)."""
 
@@ -201,6 +222,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     window: WindowSettings = WindowSettings()
     retry: RetrySettings = RetrySettings()
+    cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
     worker_id: str = Field(default_factory=socket.gethostname)
     gpu: str | None = Field(default=None, description="GPU index this worker is bound to.")

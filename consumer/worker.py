@@ -92,7 +92,9 @@ class Worker:
             settings.worker_id,
             batches=batches,
             on_overload=lambda: self.controller.overloaded(),
+            cache=clients.cache,
         )
+        self._cache_topic = clients.cache_topic
         policy = _window_policy(settings, start)
         self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
@@ -163,6 +165,8 @@ class Worker:
         await asyncio.to_thread(self._source.stop, lambda: final)  # 5. leave the group
         await asyncio.to_thread(self._sink.close)  # 6. flush
         self._committer.close()
+        if self._cache_topic is not None:
+            await asyncio.to_thread(self._cache_topic.close)
         log.info("stopped")
 
     async def _tick(self) -> None:
