@@ -125,12 +125,19 @@ class Bench:
 
     def worker(self, topics: Topics, url: str, backend: str, *options: str) -> ManagedProcess:
         """Starts one worker on ``topics`` against the engine at ``url``."""
+        return self.worker_with_env(topics, url, backend, {}, *options)
+
+    def worker_with_env(
+        self, topics: Topics, url: str, backend: str, env: dict[str, str], *options: str
+    ) -> ManagedProcess:
+        """`worker` with extra ``EVALSTREAM_*`` variables."""
         args = ["--bootstrap-servers", self.bootstrap, "--group", topics.group]
         args += ["--requests-topic", topics.requests, "--results-topic", topics.results]
         args += ["--dlq-topic", topics.dlq, "--backend", backend, "--engine-url", url]
         args += ["--model", SIM_MODEL, "--metrics-port", "0", "--worker-id", topics.group]
+        log = self.log(f"{topics.group}-{uuid.uuid4().hex[:4]}")
         worker = self.process(
-            ManagedProcess.python("consumer", *args, *options, log_path=self.log(topics.group))
+            ManagedProcess.python("consumer", *args, *options, env=env, log_path=log)
         )
         worker.start()
         return worker

@@ -57,11 +57,10 @@ class CacheTopic:
         )
         metadata = consumer.list_topics(self._topic, timeout=30).topics[self._topic]
         parts = [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=30)[1] for p in parts}
         consumer.assign(parts)
         caught_up = threading.Event()
         self._reader = threading.Thread(
-            target=self._read, args=(consumer, cache, ends, caught_up), name="cache-reader"
+            target=self._read, args=(consumer, cache, parts, caught_up), name="cache-reader"
         )
         self._reader.start()
         if not caught_up.wait(timeout_s):
@@ -79,13 +78,17 @@ class CacheTopic:
         self,
         consumer: Consumer,
         cache: ResultCache,
-        ends: dict[int, int],
+        parts: list[TopicPartition],
         caught_up: threading.Event,
     ) -> None:
-        positions = dict.fromkeys(ends, 0)
+        ends: dict[int, int] | None = None
+        positions = {p.partition: 0 for p in parts}
         try:
             while not self._stop.is_set():
-                if all(positions[p] >= ends[p] for p in ends):
+                if ends is None:
+                    # A topic just created has no leader for a moment: asked again next poll.
+                    ends = _ends(consumer, parts)
+                elif all(positions[p] >= ends[p] for p in ends):
                     caught_up.set()
                 message = consumer.poll(_POLL_S)
                 if message is None or message.error() is not None:
@@ -117,3 +120,12 @@ class CacheTopic:
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another worker made it meanwhile
                 raise
+
+
+def _ends(consumer: Consumer, parts: list[TopicPartition]) -> dict[int, int] | None:
+    """Each partition's end offset at start-up; None while a partition has no leader."""
+    try:
+        return {p.partition: consumer.get_watermark_offsets(p, timeout=5)[1] for p in parts}
+    except KafkaException as exc:
+        log.info("result cache: end offsets not known yet (%s)", exc)
+        return None
