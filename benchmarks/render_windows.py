@@ -44,3 +44,24 @@ def occupancy_table(results: Path) -> str:
         + ").",
     ]
     return "\n".join(lines)
+
+
+def cache_table(results: Path) -> str:
+    """The result cache's two passes (``cache_passes.json``)."""
+    data = json.loads((results / "cache_passes.json").read_text(encoding="utf-8"))
+    lines = [
+        "| run | pass | results | seconds | results/s | engine calls | pass 2 ÷ pass 1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in data["runs"]:
+        name = "worker restarted between passes" if run["restart_between_passes"] else "one worker"
+        for one in run["passes"]:
+            ratio = f"{run['second_over_first']:.1f}" if one["pass"] == 2 else ""
+            lines.append(
+                f"| {name} | {one['pass']} | {one['results']:,} | {one['seconds']:.1f} | "
+                f"{one['results_per_s']:,.0f} | {one['engine_calls']:,} | {ratio} |"
+            )
+    source = data["machine"]["source"]
+    dirty = ", DIRTY TREE" if source.get("dirty") else ""
+    lines += ["", f"(commit {source['commit'][:7]}{dirty}, {data['machine']['date'][:10]})"]
+    return "\n".join(lines)
