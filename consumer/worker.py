@@ -2,7 +2,8 @@
 
 Data path, one file per stage:
 `request_source` (the consumer thread reads) → `jobs` (decode) → `router` (pick the
-model) → `batcher` (admission into the `admission` window) → `evaluator` (engine calls
+model; `deadlines`) → `batcher` (admission into the `admission` window, sized by
+`window_controller` with `occupancy`) → `evaluator` (the `result_cache`, then engine calls
 under `failures`, the failure policy) → `records` (the outcome: result or dead letter)
 → `publisher` → `committer` (at-least-once: `result_sink` sends, acks=all, then the
 offset completes in `partitions`/`offsets` and is committed; exactly-once:
