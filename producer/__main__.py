@@ -44,14 +44,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _kafka_arguments(parser: argparse.ArgumentParser, topic: str) -> None:
-    """Adds the connection options every Kafka subcommand takes."""
+def _kafka_arguments(parser: argparse.ArgumentParser, topic: str | None) -> None:
+    """Adds the connection options every Kafka subcommand takes (``--topic`` unless None)."""
     parser.add_argument(
         "--bootstrap-servers",
         default=os.environ.get("KAFKA_BOOTSTRAP", "localhost:9092"),
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or localhost:9092)",
     )
-    parser.add_argument("--topic", default=topic, help=f"topic (default: {topic})")
+    if topic is not None:
+        parser.add_argument("--topic", default=topic, help=f"topic (default: {topic})")
     parser.add_argument(
         "-X",
         dest="kafka_options",
@@ -202,11 +203,7 @@ def _add_topics(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument(
         "topics", nargs="*", help="topic names (default: the requests, results and DLQ topics)"
     )
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP", "localhost:9092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or localhost:9092)",
-    )
+    _kafka_arguments(parser, None)
     parser.add_argument(
         "--partitions", type=int, default=8, help="create: partitions each (default: 8)"
     )
@@ -220,14 +217,6 @@ def _add_topics(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--max-message-bytes",
         type=int,
         help="create: the topics' max.message.bytes (default: the broker's)",
-    )
-    parser.add_argument(
-        "-X",
-        dest="kafka_options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="librdkafka option, repeatable (e.g. -X security.protocol=SASL_SSL)",
     )
     parser.set_defaults(handler=cli.run_topics)
 
