@@ -38,11 +38,28 @@ from tests.unit.deploy_tools import (
 
 
 def _published(port: Any) -> tuple[str, int, int]:
-    """(host ip, host port, container port) of a short or long port entry."""
+    """(host ip, host port, container port) of a short or long port entry.
+
+    Some compose implementations print the short form with its protocol
+    (``127.0.0.1:9400:9400/tcp``); the protocol is dropped.
+    """
     if isinstance(port, dict):
         return str(port.get("host_ip", "")), int(port["published"]), int(port["target"])
     *address, host, container = str(port).split(":")
-    return ":".join(address), int(host), int(container)
+    return ":".join(address), int(host), int(container.split("/")[0])
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "port",
+    [
+        "127.0.0.1:9400:9400",
+        "127.0.0.1:9400:9400/tcp",  # compose 1.x prints the protocol on some systems
+        {"host_ip": "127.0.0.1", "published": "9400", "target": 9400, "protocol": "tcp"},
+    ],
+)
+def test_port_entries_read_the_same_in_every_form(port: Any) -> None:
+    assert _published(port) == ("127.0.0.1", 9400, 9400)
 
 
 @pytest.mark.timeout(10)
