@@ -54,6 +54,7 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
     "window": ("window", "size"),
     "window_max": ("window", "max"),
     "cache": ("cache", "enabled"),
+    "interactive_topic": ("lanes", "interactive_topic"),
     "metrics_port": ("metrics", "port"),
     "metrics_host": ("metrics", "host"),
     "worker_id": (None, "worker_id"),
@@ -87,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
         "--cache",
         action=argparse.BooleanOptionalAction,
         help="answer requests evaluated before from the result cache (topic evalstream.cache)",
+    )
+    p.add_argument(
+        "--interactive-topic",
+        help="also consume this topic as the interactive lane, admitted before the bulk backlog",
     )
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--metrics-host")

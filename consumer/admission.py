@@ -60,9 +60,9 @@ class AdmissionWindow:
         """False while the circuit is open or the worker drains."""
         return self._open
 
-    def free(self) -> int:
-        """How many more requests may be admitted now."""
-        return max(0, self._limit - self._in_flight) if self._open else 0
+    def free(self, reserve: int = 0) -> int:
+        """How many more requests may be admitted now, ``reserve`` slots beyond the limit."""
+        return max(0, self._limit + reserve - self._in_flight) if self._open else 0
 
     def set_limit(self, limit: int) -> None:
         """Moves the limit; takes effect for the next admission."""
@@ -89,8 +89,12 @@ class AdmissionWindow:
         self._notify()
 
     async def wait_change(self) -> None:
-        """Waits until a slot frees up, the limit moves, or the window opens/closes."""
+        """Waits until a slot frees up, the limit moves, the window opens/closes, or `wake`."""
         await self._changed.wait()
+
+    def wake(self) -> None:
+        """Wakes `wait_change` waiters (a request that may use the reserve arrived)."""
+        self._notify()
 
     def _notify(self) -> None:
         self._changed.set()

@@ -3,6 +3,9 @@
 Jobs admitted within a short linger go out together (one HTTP call where the API
 takes a list). There is no static batch: the batcher refills the window the moment
 any slot frees, so the engine never waits for the slowest member of a batch.
+
+Interactive jobs (`consumer.lanes`) go first: no bulk job is admitted while one waits,
+they skip the linger, and they may use ``reserve`` slots beyond the window's limit.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 from consumer.admission import AdmissionWindow
 from consumer.jobs import Job
+from consumer.lanes import BULK, INTERACTIVE, LANES, Lane
 from consumer.partitions import PartitionKey
 
 Dispatch = Callable[[list[Job]], None]
@@ -26,59 +30,94 @@ class MicroBatcher:
         dispatch: receives each batch (it must not block).
         linger_s: how long a batch that is not full waits for more jobs.
         max_batch: the most jobs in one batch.
+        reserve: slots interactive jobs may use beyond the window's limit.
     """
 
     def __init__(
-        self, window: AdmissionWindow, dispatch: Dispatch, linger_s: float, max_batch: int
+        self,
+        window: AdmissionWindow,
+        dispatch: Dispatch,
+        linger_s: float,
+        max_batch: int,
+        *,
+        reserve: int = 0,
     ) -> None:
         self._window = window
         self._dispatch = dispatch
         self._linger_s = linger_s
         self._max_batch = max_batch
-        self._pending: deque[Job] = deque()
+        self._reserve = reserve
+        self._pending: dict[Lane, deque[Job]] = {lane: deque() for lane in LANES}
         self._arrived = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return sum(len(queue) for queue in self._pending.values())
+
+    def queued(self, lane: Lane) -> int:
+        """Jobs of ``lane`` waiting for a slot."""
+        return len(self._pending[lane])
 
     def add(self, job: Job) -> None:
         """Queues a decoded, routed job."""
-        self._pending.append(job)
+        self._pending[job.lane].append(job)
         self._arrived.set()
+        if job.lane == INTERACTIVE:
+            self._window.wake()  # it may fit in the reserve of a full window
 
     def drop(self, partitions: Iterable[PartitionKey]) -> list[Job]:
         """Removes and returns queued jobs of revoked partitions (never admitted)."""
         gone = set(partitions)
-        dropped = [job for job in self._pending if job.source in gone]
-        if dropped:
-            self._pending = deque(job for job in self._pending if job.source not in gone)
+        dropped: list[Job] = []
+        for lane, queue in self._pending.items():
+            lost = [job for job in queue if job.source in gone]
+            if lost:
+                self._pending[lane] = deque(job for job in queue if job.source not in gone)
+                dropped += lost
         return dropped
 
     def clear(self) -> list[Job]:
         """Removes every queued job (shutdown: they stay uncommitted and are redelivered)."""
-        dropped = list(self._pending)
-        self._pending.clear()
+        dropped = [job for queue in self._pending.values() for job in queue]
+        for queue in self._pending.values():
+            queue.clear()
         return dropped
 
     async def run(self) -> None:
         """Dispatches forever; cancel the task to stop."""
         while True:
             await self._ready()
-            if self._linger_s > 0 and len(self._pending) < min(
-                self._max_batch, self._window.free()
+            bulk = self._pending[BULK]
+            if (
+                self._linger_s > 0
+                and not self._pending[INTERACTIVE]
+                and len(bulk) < min(self._max_batch, self._window.free())
             ):
                 await asyncio.sleep(self._linger_s)
-            count = min(len(self._pending), self._window.free(), self._max_batch)
-            if count == 0:
+            batch = self._take(INTERACTIVE, self._window.free(self._reserve), [])
+            batch = self._take(BULK, self._window.free() - len(batch), batch)
+            if not batch:
                 continue  # the window closed during the linger
-            batch = [self._pending.popleft() for _ in range(count)]
-            self._window.admit(count)
+            self._window.admit(len(batch))
             self._dispatch(batch)
 
+    def _take(self, lane: Lane, room: int, batch: list[Job]) -> list[Job]:
+        """``batch`` with up to ``room`` jobs of ``lane`` added (interactive first: bulk
+        only when no interactive job is left waiting)."""
+        queue = self._pending[lane]
+        if lane == BULK and self._pending[INTERACTIVE]:
+            return batch
+        count = min(len(queue), room, self._max_batch - len(batch))
+        return batch + [queue.popleft() for _ in range(max(0, count))]
+
+    def _admissible(self) -> bool:
+        if self._pending[INTERACTIVE] and self._window.free(self._reserve) > 0:
+            return True
+        return bool(self._pending[BULK]) and self._window.free() > 0
+
     async def _ready(self) -> None:
-        """Waits until there is a job and a free slot."""
-        while not self._pending or self._window.free() == 0:
-            if not self._pending:
+        """Waits until a queued job can be admitted."""
+        while not self._admissible():
+            if not len(self):
                 self._arrived.clear()
                 await self._arrived.wait()
             else:

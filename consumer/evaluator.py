@@ -8,6 +8,7 @@ so a slow request never holds back the others' results or window slots.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -27,6 +28,7 @@ from consumer.errors import (
 )
 from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job
+from consumer.lanes import INTERACTIVE
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate, evaluation_schema
 from consumer.records import (
@@ -60,6 +62,8 @@ class Evaluator:
         worker_id: recorded in results and dead letters.
         batches: send a micro-batch as one call (the backend takes a list).
         on_overload: called when the engine signals overload (the window backs off).
+        cache: the result cache, where it is on.
+        interactive_priority: the engine priority of interactive requests (vLLM), or None.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Evaluator:
         batches: bool = False,
         on_overload: Callable[[], None] | None = None,
         cache: ResultCache | None = None,
+        interactive_priority: int | None = None,
     ) -> None:
         self._backend = backend
         self._template = template
@@ -86,6 +91,7 @@ class Evaluator:
         self._batches = batches
         self._on_overload = on_overload or (lambda: None)
         self._cache = cache
+        self._interactive_priority = interactive_priority
         self._schema = evaluation_schema() if engine.structured_output else None
         self._max_tokens = engine.max_tokens or default_max_tokens(self._schema)
         bound = reply_token_bound(self._schema) if self._schema else None
@@ -229,9 +235,12 @@ class Evaluator:
 
     def _prompt(self, job: Job) -> Prompt:
         request = job.request
+        priority = self._interactive_priority if job.lane == INTERACTIVE else None
         if isinstance(request, BatchRequestLine):
             body: dict[str, Any] = request.body
-            return Prompt(messages=(), max_tokens=0, temperature=0.0, raw_body=body)
+            return Prompt(
+                messages=(), max_tokens=0, temperature=0.0, raw_body=body, priority=priority
+            )
         assert isinstance(request, EvaluationRequest)
         params = request.params
         return Prompt(
@@ -243,6 +252,7 @@ class Evaluator:
             else self._engine.temperature,
             seed=params.seed if params else None,
             schema=self._schema,
+            priority=priority,
         )
 
     def _cut(self, job: Job, reply: Completion) -> bool:
@@ -271,7 +281,7 @@ class Evaluator:
         messages = self._template.repair_messages(
             prompt.messages, reply.text, _describe_invalid(reply)
         )
-        return Prompt(messages, prompt.max_tokens, prompt.temperature, prompt.seed, prompt.schema)
+        return dataclasses.replace(prompt, messages=messages)
 
     def _success(self, job: Job, reply: Completion) -> Outcome:
         if self._cache is not None and job.cache_key is not None:

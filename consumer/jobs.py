@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from consumer.deadlines import deadline_of
 from consumer.errors import DecodeError
+from consumer.lanes import BULK, Lane
 from consumer.partitions import PartitionKey
 from consumer.schemas import AnyRequest, BatchRequestLine, parse_request
 
@@ -52,6 +53,7 @@ class Job:
         cache_key: its key in the result cache, where the cache is on.
         repaired: whether the one repair attempt was used.
         reported: whether its final outcome was reported (its window slot returned).
+        lane: the lane it came in by (the topic it was consumed from).
     """
 
     source: PartitionKey
@@ -70,6 +72,7 @@ class Job:
     cache_key: str | None = None
     repaired: bool = False
     reported: bool = False
+    lane: Lane = BULK
 
     @property
     def request_id(self) -> str:
@@ -83,11 +86,12 @@ class Job:
         return f"{self.source.topic}-{self.source.partition}@{self.offset}"
 
 
-def job_from_message(message: Message, source: PartitionKey) -> Job:
+def job_from_message(message: Message, source: PartitionKey, lane: Lane = BULK) -> Job:
     """Wraps a consumed message; decoding is a separate step (`decode_job`)."""
     _kind, timestamp_ms = message.timestamp()
     return Job(
         source=source,
+        lane=lane,
         offset=message.offset() or 0,
         key=message.key(),
         value=message.value(),

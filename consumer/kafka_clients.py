@@ -14,6 +14,7 @@ from typing import Any
 from consumer.cache_topic import CacheTopic
 from consumer.committer import Committer, open_committer
 from consumer.kafka_log import KafkaLog
+from consumer.lanes import lane_topics
 from consumer.metrics import Metrics
 from consumer.request_source import RequestSource
 from consumer.result_cache import ResultCache
@@ -57,7 +58,7 @@ def open_clients(
             "statistics.interval.ms": 5000,
             "stats_cb": metrics.kafka_stats.update,
         },
-        kafka.requests_topic,
+        lane_topics(kafka.requests_topic, settings.lanes.interactive_topic),
     )
     sink = ResultSink(
         common,

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from consumer.lanes import LANES, Lane
+
 _ID = ("worker", "gpu")
 
 # End-to-end latency spans seconds (idle engine) to hours (a 170K backlog).
@@ -53,17 +55,22 @@ class Metrics:
     def _counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, doc, (*_ID, *labels), registry=self._registry)
 
-    def _gauge(self, name: str, doc: str) -> Gauge:
-        return Gauge(name, doc, _ID, registry=self._registry)
+    def _gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, (*_ID, *labels), registry=self._registry)
 
-    def _histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-        return Histogram(name, doc, _ID, buckets=buckets, registry=self._registry)
+    def _histogram(
+        self, name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
+    ) -> Histogram:
+        return Histogram(name, doc, (*_ID, *labels), buckets=buckets, registry=self._registry)
 
     def _counters(self) -> None:
         ids, counter = self.ids, self._counter
-        self.consumed = counter(
-            "evalstream_consumed_total", "Messages consumed from the requests topic."
-        ).labels(**ids)
+        consumed = counter(
+            "evalstream_consumed_total",
+            "Messages consumed, by lane (bulk: the requests topic; interactive: its own topic).",
+            ("lane",),
+        )
+        self.consumed: dict[Lane, Any] = {lane: consumed.labels(**ids, lane=lane) for lane in LANES}
         self.completed = counter(
             "evalstream_completed_total",
             "Results published, by status, model and A/B variant.",
@@ -110,9 +117,12 @@ class Metrics:
         self.window_limit = gauge(
             "evalstream_window_limit_requests", "Current in-flight window limit."
         ).labels(**ids)
-        self.buffered = gauge(
-            "evalstream_buffered_requests", "Requests consumed and waiting for a window slot."
-        ).labels(**ids)
+        buffered = gauge(
+            "evalstream_buffered_requests",
+            "Requests consumed and waiting for a window slot, by lane.",
+            ("lane",),
+        )
+        self.buffered: dict[Lane, Any] = {lane: buffered.labels(**ids, lane=lane) for lane in LANES}
         self.paused_partitions = gauge(
             "evalstream_paused_partitions", "Partitions paused for backpressure."
         ).labels(**ids)
@@ -131,11 +141,15 @@ class Metrics:
 
     def _histograms(self) -> None:
         ids, histogram = self.ids, self._histogram
-        self.end_to_end = histogram(
+        end_to_end = histogram(
             "evalstream_end_to_end_latency_seconds",
-            "Request timestamp to result acknowledged.",
+            "Request timestamp to result acknowledged, by lane.",
             _E2E_BUCKETS,
-        ).labels(**ids)
+            ("lane",),
+        )
+        self.end_to_end: dict[Lane, Any] = {
+            lane: end_to_end.labels(**ids, lane=lane) for lane in LANES
+        }
         self.queue_wait = histogram(
             "evalstream_queue_wait_seconds", "Consumed until sent to the engine.", _E2E_BUCKETS
         ).labels(**ids)

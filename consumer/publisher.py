@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 
 from consumer.committer import Committer
 from consumer.errors import DecodeError, RoutingError
 from consumer.jobs import Job
+from consumer.lanes import LANES, Lane
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionRegistry
 from consumer.records import Outcome
@@ -36,7 +38,18 @@ class OutcomePublisher:
         self._partitions = partitions
         self._committer = committer
         self._metrics = metrics
-        self.pending = 0  # outcomes not yet acknowledged: they count against the demand
+        # Outcomes not yet acknowledged, by lane: they count against the demand (read by the
+        # consumer thread, so every key exists from the start).
+        self._pending: Counter[Lane] = Counter(dict.fromkeys(LANES, 0))
+
+    @property
+    def pending(self) -> int:
+        """Outcomes sent and not yet acknowledged."""
+        return self._pending.total()
+
+    def pending_of(self, lane: Lane) -> int:
+        """Outcomes of ``lane`` sent and not yet acknowledged."""
+        return self._pending[lane]
 
     def emit(self, outcome: Outcome) -> None:
         """Starts publishing ``outcome`` unless its partition is no longer ours."""
@@ -46,12 +59,12 @@ class OutcomePublisher:
         if outcome.destination == "dead_letter":
             _log_dead_letter(job, outcome)
         task = asyncio.create_task(self._deliver(outcome))
-        self.pending += 1
-        task.add_done_callback(self._done)
+        self._pending[job.lane] += 1
+        task.add_done_callback(lambda _task: self._done(job.lane))
         self._partitions.attach((job.source,), task)
 
-    def _done(self, _task: asyncio.Task[None]) -> None:
-        self.pending -= 1
+    def _done(self, lane: Lane) -> None:
+        self._pending[lane] -= 1
 
     async def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -67,7 +80,7 @@ class OutcomePublisher:
             self._metrics.result(outcome.status, model, variant)
         else:
             self._metrics.dead_letter(outcome.status)
-        self._metrics.end_to_end.observe(max(0.0, time.time() - job.timestamp_s))
+        self._metrics.end_to_end[job.lane].observe(max(0.0, time.time() - job.timestamp_s))
 
 
 def _log_dead_letter(job: Job, outcome: Outcome) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.errors import SourceError
+from consumer.lanes import LANES, Lane
 from consumer.partitions import PartitionKey
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,13 @@ _POLL_TIMEOUT_S = 0.1
 class SourceListener(Protocol):
     """The worker side; every method is called from the source thread."""
 
-    def demand(self) -> int:
-        """How many more messages the worker can take (0 or less pauses the partitions)."""
+    def demand(self, lane: Lane) -> int:
+        """How many more messages of ``lane`` the worker can take (0 or less pauses the
+        lane's partitions)."""
 
-    def resume_at(self) -> int:
-        """The demand at which paused partitions resume (hysteresis: each pause drops
-        librdkafka's prefetched data, so not too often)."""
+    def resume_at(self, lane: Lane) -> int:
+        """The demand at which the lane's paused partitions resume (hysteresis: each pause
+        drops librdkafka's prefetched data, so not too often)."""
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         """New messages (key per message). Must only hand them over, not process them."""
@@ -61,17 +63,18 @@ class RequestSource:
     """Owns the consumer and its thread.
 
     The consumer is created here and subscribes in `start`, which also names the
-    `SourceListener` that receives messages and rebalance events.
+    `SourceListener` that receives messages and rebalance events. Each lane's partitions
+    are paused and resumed on their own (`consumer.lanes`).
 
     Args:
         config: librdkafka consumer configuration (group, bootstrap, security).
-        topic: the requests topic.
+        topics: the topics to consume and the lane of each.
     """
 
     # Set by `start`: the thread and the rebalance callbacks only run after it.
     _listener: SourceListener
 
-    def __init__(self, config: dict[str, Any], topic: str) -> None:
+    def __init__(self, config: dict[str, Any], topics: dict[str, Lane]) -> None:
         self._consumer = Consumer(
             {
                 "enable.auto.commit": False,
@@ -82,10 +85,10 @@ class RequestSource:
                 "on_commit": self._on_commit,
             }
         )
-        self._topic = topic
+        self._topics = dict(topics)
         self._epochs: dict[tuple[str, int], int] = {}
         self._next_epoch = 1
-        self._paused = False
+        self._paused: set[Lane] = set()
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-source", daemon=True)
@@ -93,10 +96,14 @@ class RequestSource:
         self._commits_in_flight = 0  # asynchronous commits without a result yet
         self._metadata: object = None
 
-    @property
-    def paused(self) -> bool:
-        """Whether the assigned partitions are paused for backpressure."""
-        return self._paused
+    def paused(self, lane: Lane) -> bool:
+        """Whether the lane's partitions are paused for backpressure."""
+        return lane in self._paused
+
+    def paused_count(self) -> int:
+        """How many owned partitions are paused for backpressure now."""
+        paused = set(self._paused)  # a copy: the consumer thread changes the set
+        return sum(1 for topic, _ in list(self._epochs) if self._topics.get(topic) in paused)
 
     def assigned_count(self) -> int:
         """How many partitions this worker owns now."""
@@ -116,7 +123,7 @@ class RequestSource:
         """Subscribes and starts the polling thread, which calls ``listener``."""
         self._listener = listener
         self._consumer.subscribe(
-            [self._topic],
+            list(self._topics),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -151,7 +158,8 @@ class RequestSource:
                 self.last_poll_monotonic = time.monotonic()
                 # While paused this still serves the group and returns nothing; anything it
                 # does return is delivered, never dropped (a skipped offset would be lost).
-                wanted = min(max(self._listener.demand(), 1), _MAX_CONSUME)
+                demand = sum(max(0, self._listener.demand(lane)) for lane in self._topics.values())
+                wanted = min(max(demand, 1), _MAX_CONSUME)
                 self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
             self._drain_commands()
             self._leave_group()
@@ -190,14 +198,16 @@ class RequestSource:
             command()
 
     def _apply_backpressure(self) -> None:
-        demand = self._listener.demand()
         assignment = self._consumer.assignment()
-        if not self._paused and demand <= 0 and assignment:
-            self._consumer.pause(assignment)
-            self._paused = True
-        elif self._paused and demand >= max(1, self._listener.resume_at()):
-            self._consumer.resume(assignment)
-            self._paused = False
+        for lane in LANES:
+            owned = [tp for tp in assignment if self._topics.get(tp.topic) == lane]
+            demand = self._listener.demand(lane)
+            if lane not in self._paused and demand <= 0 and owned:
+                self._consumer.pause(owned)
+                self._paused.add(lane)
+            elif lane in self._paused and demand >= max(1, self._listener.resume_at(lane)):
+                self._consumer.resume(owned)
+                self._paused.discard(lane)
 
     def _deliver(self, messages: list[Message]) -> None:
         good: list[Message] = []
@@ -263,11 +273,12 @@ class RequestSource:
             self._epochs[(tp.topic, tp.partition)] = key.epoch
             keys.append(key)
         self._listener.on_assigned(keys)
-        if self._paused:
-            # New partitions join the paused set until demand returns. (Resuming right
-            # after assigning is avoided: it can race the fetch start in librdkafka.)
+        paused = [tp for tp in partitions if self._topics.get(tp.topic) in self._paused]
+        if paused:
+            # New partitions of a paused lane join it until demand returns. (Resuming
+            # right after assigning is avoided: it can race the fetch start in librdkafka.)
             consumer.incremental_assign(partitions)
-            consumer.pause(partitions)
+            consumer.pause(paused)
         log.info("assigned %s", [f"{k.topic}[{k.partition}]" for k in keys])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -184,6 +184,35 @@ class CacheSettings(_Section):
         return topic_name(value, where("cache", "topic"))
 
 
+class LaneSettings(_Section):
+    """The interactive lane: a second requests topic that overtakes the bulk backlog.
+
+    Off until ``interactive_topic`` is set. Its requests are admitted before any bulk
+    request, may use ``reserve`` slots beyond the window, and have their own read-ahead, so
+    a full bulk backlog never pauses the interactive partitions.
+    """
+
+    interactive_topic: str | None = None
+    reserve: int = Field(
+        default=8, ge=0, description="Slots interactive requests may use beyond the window."
+    )
+    buffer: int = Field(
+        default=64, ge=1, description="Interactive requests held before their partitions pause."
+    )
+    engine_priority: int | None = Field(
+        default=None,
+        description="vLLM `priority` sent with interactive requests (lower runs sooner; the "
+        "server needs --scheduling-policy priority). None: not sent.",
+    )
+
+    @field_validator("interactive_topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return topic_name(value, where("lanes", "interactive_topic", "--interactive-topic"))
+
+
 class RetrySettings(_Section):
     """Retries of retriable engine errors (exponential backoff with full jitter)."""
 
@@ -223,6 +252,7 @@ class Settings(BaseSettings):
     window: WindowSettings = WindowSettings()
     retry: RetrySettings = RetrySettings()
     cache: CacheSettings = CacheSettings()
+    lanes: LaneSettings = LaneSettings()
     metrics: MetricsSettings = MetricsSettings()
     worker_id: str = Field(default_factory=socket.gethostname)
     gpu: str | None = Field(default=None, description="GPU index this worker is bound to.")
@@ -235,6 +265,17 @@ class Settings(BaseSettings):
     rebalance_deadline_s: float = Field(default=10.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _distinct_lane(self) -> Settings:
+        lane, kafka = self.lanes.interactive_topic, self.kafka
+        if lane in (kafka.requests_topic, kafka.results_topic, kafka.dlq_topic):
+            raise ValueError(
+                f"lanes.interactive_topic {lane!r} must differ from the requests, results and "
+                "dead-letter topics (set by --interactive-topic or "
+                "EVALSTREAM_LANES__INTERACTIVE_TOPIC)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

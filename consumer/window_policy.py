@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from consumer.settings import WindowSettings
+
 Action = Literal["hold", "grow", "shrink"]
 
 # Following the engine: a standing queue of this many requests, or this share of those it
@@ -243,3 +245,10 @@ class AdaptiveWindowPolicy:
         self._base_limit = self._limit
         self._base_throughput = throughput
         self._stable = 0
+
+
+def configured_policy(window: WindowSettings, start: int) -> WindowPolicy:
+    """The policy ``window`` configures, starting at ``start``."""
+    if window.policy == "fixed":
+        return FixedWindowPolicy(window.size)
+    return AdaptiveWindowPolicy(start, window.min, window.max)

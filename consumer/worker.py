@@ -30,12 +30,14 @@ from confluent_kafka import Message
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.batcher import MicroBatcher
+from consumer.demand import LaneDemand
 from consumer.engine_monitor import EngineMonitor
 from consumer.errors import CommitError, EvalstreamError, RoutingError, SourceError
 from consumer.evaluator import Evaluator
 from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, decode_job, job_from_message
 from consumer.kafka_clients import KafkaClients
+from consumer.lanes import BULK, LANES, Lane, lane_topics
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey, PartitionRegistry
 from consumer.prompts import PromptTemplate
@@ -44,7 +46,7 @@ from consumer.records import Outcome, dead_letter
 from consumer.router import ModelRouter
 from consumer.settings import Settings
 from consumer.window_controller import WindowController
-from consumer.window_policy import AdaptiveWindowPolicy, FixedWindowPolicy, WindowPolicy
+from consumer.window_policy import configured_policy
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +96,25 @@ class Worker:
             batches=batches,
             on_overload=lambda: self.controller.overloaded(),
             cache=clients.cache,
+            interactive_priority=settings.lanes.engine_priority,
         )
         self._cache_topic = clients.cache_topic
-        policy = _window_policy(settings, start)
+        policy = configured_policy(w, start)
         self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
-        self._batcher = MicroBatcher(self.window, self._dispatch, w.linger_ms / 1000, w.max_batch)
+        lanes = settings.lanes
+        self._lanes = lane_topics(settings.kafka.requests_topic, lanes.interactive_topic)
+        reserve = lanes.reserve if lanes.interactive_topic else 0
+        self._batcher = MicroBatcher(
+            self.window, self._dispatch, w.linger_ms / 1000, w.max_batch, reserve=reserve
+        )
         self._partitions = PartitionRegistry()
         self._publisher = OutcomePublisher(self._partitions, self._committer, metrics)
+        self._demand = LaneDemand(self.window, self._batcher, self._publisher, lanes.buffer)
         self._started = False
         self._draining = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        # Messages handed over by the consumer thread and not yet accepted by the loop;
-        # two counters, each written by one thread only, so no lock is needed.
-        self._handed_over = 0
-        self._accepted = 0
         self.last_tick = time.monotonic()
         self.failed = False  # a fatal error ended the run (exit code 1)
 
@@ -177,18 +182,17 @@ class Worker:
             if ticks % 20 == 0:  # every 10 s: one line an operator can follow a run by
                 self._log_status()
             self.last_tick = time.monotonic()
-            self._metrics.buffered.set(len(self._batcher))
+            for lane in LANES:
+                self._metrics.buffered[lane].set(self._batcher.queued(lane))
             self._metrics.in_flight.set(self.window.in_flight)
-            self._metrics.paused_partitions.set(
-                self._source.assigned_count() if self._source.paused else 0
-            )
+            self._metrics.paused_partitions.set(self._source.paused_count())
             await asyncio.sleep(0.5)
 
     def _log_status(self) -> None:
         log.info(
             "status: %d partitions%s, %d buffered, %d/%d in flight, %d incomplete",
             len(self._partitions),
-            " (paused)" if self._source.paused else "",
+            " (bulk paused)" if self._source.paused(BULK) else "",
             len(self._batcher),
             self.window.in_flight,
             self.window.limit,
@@ -237,22 +241,21 @@ class Worker:
 
     # ----- SourceListener (called from the consumer thread) ----------------------------
 
-    def demand(self) -> int:
-        """How many more messages the worker wants; 0 or less pauses the partitions."""
+    def demand(self, lane: Lane) -> int:
+        """How many more messages of ``lane`` the worker wants; 0 or less pauses them."""
         if self._draining or not self.window.is_open:
             return 0
-        in_transit = self._handed_over - self._accepted
-        # Results not yet acknowledged count too: while the results topic is unavailable
-        # the worker stops taking work instead of evaluating the whole backlog in memory.
-        held = len(self._batcher) + self.window.in_flight + self._publisher.pending
-        return self.window.high_water - in_transit - held
+        return self._demand.of(lane)
 
-    def resume_at(self) -> int:
-        """The demand at which paused partitions resume."""
-        return self.window.resume_at
+    def resume_at(self, lane: Lane) -> int:
+        """The demand at which the lane's paused partitions resume."""
+        return self._demand.resume_at(lane)
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
-        self._handed_over += len(messages)
+        for lane in LANES:
+            count = sum(1 for key in keys if self._lanes.get(key.topic, BULK) == lane)
+            if count:
+                self._demand.handed_over(lane, count)
         self._loop.call_soon_threadsafe(self._accept, messages, keys)
 
     def on_assigned(self, partitions: list[PartitionKey]) -> None:
@@ -293,17 +296,18 @@ class Worker:
 
     def _accept(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         max_bytes = self.settings.kafka.max_request_bytes
-        self._accepted += len(messages)
         for message, key in zip(messages, keys, strict=True):
+            lane = self._lanes.get(key.topic, BULK)
+            self._demand.accepted(lane, 1)
             state = self._partitions.get(key)
             if state is None:
                 continue  # revoked between poll and now; the next owner reads it
-            job = job_from_message(message, key)
+            job = job_from_message(message, key, lane)
             if not state.offsets.is_new(job.offset):
                 # librdkafka may rewind a partition within one assignment (pause/resume
                 # around a rebalance): that offset is already in progress or done here.
                 continue
-            self._metrics.consumed.inc()
+            self._metrics.consumed[lane].inc()
             state.offsets.track(job.offset)
             error: EvalstreamError | None = decode_job(job, max_bytes)
             if error is None:
@@ -319,6 +323,7 @@ class Worker:
 
     def _dispatch(self, jobs: list[Job]) -> None:
         self._metrics.batch_size.observe(len(jobs))
+        self._demand.admitted(jobs)
         task = asyncio.create_task(self._evaluator.run(jobs, self._finished))
         self._partitions.attach({job.source for job in jobs}, task)
         task.add_done_callback(lambda t: self._release_if_cancelled(t, jobs))
@@ -331,19 +336,13 @@ class Worker:
             unreported = [j for j in jobs if not j.reported]
             for job in unreported:
                 job.reported = True
+                self._demand.released(job)
             self.window.release(len(unreported))
 
     def _finished(self, outcome: Outcome) -> None:
         """One job's final outcome: free its slot and publish it."""
         outcome.job.reported = True
+        self._demand.released(outcome.job)
         self.window.release()
         self.controller.completed()
         self._publisher.emit(outcome)
-
-
-def _window_policy(settings: Settings, start: int) -> WindowPolicy:
-    """The configured window policy, starting at ``start``."""
-    w = settings.window
-    if w.policy == "fixed":
-        return FixedWindowPolicy(w.size)
-    return AdaptiveWindowPolicy(start, w.min, w.max)

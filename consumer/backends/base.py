@@ -26,6 +26,7 @@ class Prompt:
         seed: sampling seed, or None.
         schema: JSON Schema the reply must follow (structured output), or None.
         raw_body: an OpenAI chat-completions body sent as is (batch lines), or None.
+        priority: the engine's request priority (vLLM: lower runs sooner), or None.
     """
 
     messages: tuple[dict[str, str], ...]
@@ -34,6 +35,7 @@ class Prompt:
     seed: int | None = None
     schema: dict[str, Any] | None = None
     raw_body: dict[str, Any] | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ class OpenAIBackend:
     async def _chat(self, model: str, prompt: Prompt) -> Completion | EngineError:
         body = dict(prompt.raw_body) if prompt.raw_body is not None else self._chat_body(prompt)
         body["model"] = model
+        if prompt.priority is not None:
+            body["priority"] = prompt.priority
         reply = await self._post("/v1/chat/completions", body)
         if isinstance(reply, EngineError):
             return reply
@@ -92,6 +94,9 @@ class OpenAIBackend:
         if self._structured_output and first.schema is not None:
             # /v1/completions has no response_format; vLLM takes its own field.
             body["structured_outputs"] = {"json": first.schema}
+        priorities = [p.priority for p in prompts if p.priority is not None]
+        if priorities:
+            body["priority"] = min(priorities)  # one call: the most urgent prompt's
         body.update(self._extra_body)
         reply = await self._post("/v1/completions", body)
         if isinstance(reply, EngineError):

@@ -23,9 +23,19 @@ from consumer.worker import Worker
 from tests.integration.pipeline import SIM_MODEL, Topics
 
 
-def worker_settings(bootstrap: str, topics: Topics, engine_url: str, **kafka: Any) -> Settings:
-    """Settings of one in-process worker of ``topics``' group (metrics port off)."""
+def worker_settings(
+    bootstrap: str,
+    topics: Topics,
+    engine_url: str,
+    sections: dict[str, Any] | None = None,
+    **kafka: Any,
+) -> Settings:
+    """Settings of one in-process worker of ``topics``' group (metrics port off);
+    ``sections`` adds whole sections (``{"window": {...}}``)."""
+    overrides: dict[str, Any] = dict(sections or {})
     return load_settings(
+        None,
+        **overrides,
         kafka={
             "bootstrap_servers": bootstrap,
             "group_id": topics.group,

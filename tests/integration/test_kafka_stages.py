@@ -18,6 +18,7 @@ from confluent_kafka import Message
 from consumer.committer import OffsetCommitter
 from consumer.errors import SourceError
 from consumer.jobs import Job
+from consumer.lanes import BULK, INTERACTIVE, Lane
 from consumer.partitions import PartitionKey, PartitionRegistry
 from consumer.records import Outcome
 from consumer.request_source import RequestSource
@@ -39,16 +40,17 @@ COUNT = 5
 class Listener:
     """The worker's side of `RequestSource`, recording what the source thread reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, demands: dict[Lane, int] | None = None) -> None:
+        self.demands = demands or {BULK: 100, INTERACTIVE: 100}
         self.messages: list[tuple[Message, PartitionKey]] = []
         self.assigned: list[PartitionKey] = []
         self.fatal: list[SourceError] = []
         self._lock = threading.Lock()
 
-    def demand(self) -> int:
-        return 100
+    def demand(self, lane: Lane) -> int:
+        return self.demands[lane]
 
-    def resume_at(self) -> int:
+    def resume_at(self, lane: Lane) -> int:
         return 1
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
@@ -67,9 +69,9 @@ class Listener:
     def on_fatal(self, error: SourceError) -> None:
         self.fatal.append(error)
 
-    def count(self) -> int:
+    def count(self, topic: str | None = None) -> int:
         with self._lock:
-            return len(self.messages)
+            return sum(1 for m, _k in self.messages if topic is None or m.topic() == topic)
 
 
 def outcome_of(message: Message, key: PartitionKey) -> Outcome:
@@ -90,7 +92,7 @@ async def stages(
     }
     produce(kafka_bootstrap, names["requests"], ((b"k", b"r%d" % i, None) for i in range(COUNT)))
     config = {"bootstrap.servers": kafka_bootstrap}
-    source = RequestSource({**config, "group.id": names["group"]}, names["requests"])
+    source = RequestSource({**config, "group.id": names["group"]}, {names["requests"]: BULK})
     sink = ResultSink(
         {**config, "message.max.bytes": 1000},
         asyncio.get_running_loop(),
@@ -175,3 +177,33 @@ async def test_transactional_committer_commits_outcomes_with_their_offsets(
         assert await committer.final(partitions) == {}  # nothing left for the consumer
     finally:
         committer.close()
+
+
+async def test_a_paused_bulk_lane_never_pauses_the_interactive_topic(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], group_factory: Callable[..., str]
+) -> None:
+    bulk, interactive = topic_factory(2, prefix="bulk"), topic_factory(1, prefix="interactive")
+    produce(kafka_bootstrap, bulk, ((b"b", b"bulk %d" % i, None) for i in range(50)))
+    listener = Listener({BULK: 0, INTERACTIVE: 100})  # the bulk backlog fills the worker
+    source = RequestSource(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": group_factory()},
+        {bulk: BULK, interactive: INTERACTIVE},
+    )
+    source.start(listener)
+    try:
+        assert await asyncio.to_thread(wait_until, lambda: len(listener.assigned) == 3, 60)
+        assert await asyncio.to_thread(wait_until, lambda: source.paused(BULK), 30)
+        produce(kafka_bootstrap, interactive, ((b"i", b"urgent %d" % i, None) for i in range(3)))
+
+        assert await asyncio.to_thread(wait_until, lambda: listener.count(interactive) == 3, 30)
+        assert not source.paused(INTERACTIVE)
+        assert source.paused_count() == 2  # the bulk topic's partitions only
+        # A paused partition delivers nothing new: at most one fetch arrived before it.
+        bulk_read = listener.count(bulk)
+        listener.demands[BULK] = 100
+        assert await asyncio.to_thread(wait_until, lambda: listener.count(bulk) == 50, 30)
+        assert bulk_read < 50
+        assert not source.paused(BULK)
+    finally:
+        await asyncio.to_thread(source.stop, dict)
+    assert listener.fatal == []

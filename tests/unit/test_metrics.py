@@ -31,11 +31,13 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
 # ----- counters --------------------------------------------------------------------------
 
 
-def test_consumed_counts_messages(registry: CollectorRegistry, metrics: Metrics) -> None:
-    metrics.consumed.inc()
-    metrics.consumed.inc(4)
+def test_consumed_counts_messages_by_lane(registry: CollectorRegistry, metrics: Metrics) -> None:
+    metrics.consumed["bulk"].inc()
+    metrics.consumed["bulk"].inc(4)
+    metrics.consumed["interactive"].inc()
 
-    assert value(registry, "evalstream_consumed_total") == 5
+    assert value(registry, "evalstream_consumed_total", lane="bulk") == 5
+    assert value(registry, "evalstream_consumed_total", lane="interactive") == 1
 
 
 def test_results_are_counted_by_status_model_and_variant(
@@ -89,7 +91,6 @@ def test_tokens_are_counted_by_model(registry: CollectorRegistry, metrics: Metri
 GAUGES = [
     ("in_flight", "evalstream_in_flight_requests"),
     ("window_limit", "evalstream_window_limit_requests"),
-    ("buffered", "evalstream_buffered_requests"),
     ("paused_partitions", "evalstream_paused_partitions"),
     ("assigned_partitions", "evalstream_assigned_partitions"),
     ("engine_up", "evalstream_engine_up"),
@@ -110,6 +111,17 @@ def test_gauges_exist_from_the_start_and_follow_set(
     assert value(registry, name) == 7
 
 
+@pytest.mark.parametrize("lane", ["bulk", "interactive"])
+def test_buffered_exists_per_lane_from_the_start(
+    registry: CollectorRegistry, metrics: Metrics, lane: str
+) -> None:
+    assert value(registry, "evalstream_buffered_requests", lane=lane) == 0
+
+    metrics.buffered[lane].set(7)  # type: ignore[index]
+
+    assert value(registry, "evalstream_buffered_requests", lane=lane) == 7
+
+
 def test_build_info_is_a_constant_one(registry: CollectorRegistry, metrics: Metrics) -> None:
     metrics.build_info("0.1.0", "openai", "gemma")
 
@@ -120,7 +132,6 @@ def test_build_info_is_a_constant_one(registry: CollectorRegistry, metrics: Metr
 # ----- histograms ------------------------------------------------------------------------
 
 HISTOGRAMS = [
-    ("end_to_end", "evalstream_end_to_end_latency_seconds", 3.0, "5.0", "2.5"),
     ("queue_wait", "evalstream_queue_wait_seconds", 0.3, "0.5", "0.25"),
     ("engine_latency", "evalstream_engine_latency_seconds", 1.5, "2.0", "1.0"),
     ("batch_size", "evalstream_batch_size_requests", 12, "16.0", "8.0"),
@@ -149,11 +160,12 @@ def test_histograms_bucket_their_observations(
 
 def test_end_to_end_buckets_reach_hours(registry: CollectorRegistry, metrics: Metrics) -> None:
     # A request published at the back of a large backlog waits for hours, not seconds.
-    metrics.end_to_end.observe(5000)
+    metrics.end_to_end["bulk"].observe(5000)
 
     name = "evalstream_end_to_end_latency_seconds_bucket"
-    assert value(registry, name, le="3600.0") == 0
-    assert value(registry, name, le="7200.0") == 1
+    assert value(registry, name, le="3600.0", lane="bulk") == 0
+    assert value(registry, name, le="7200.0", lane="bulk") == 1
+    assert value(registry, name, le="7200.0", lane="interactive") == 0
 
 
 # ----- the catalogue as a whole ----------------------------------------------------------
@@ -183,11 +195,12 @@ def test_every_sample_follows_the_naming_rules_and_carries_the_identity(
 
 def test_two_workers_register_in_their_own_registries() -> None:
     first, second = CollectorRegistry(), CollectorRegistry()
-    Metrics(first, "w0").consumed.inc()
+    Metrics(first, "w0").consumed["bulk"].inc()
     Metrics(second, "w1")
 
-    assert first.get_sample_value("evalstream_consumed_total", {"worker": "w0", "gpu": ""}) == 1
-    assert second.get_sample_value("evalstream_consumed_total", {"worker": "w1", "gpu": ""}) == 0
+    bulk = {"gpu": "", "lane": "bulk"}
+    assert first.get_sample_value("evalstream_consumed_total", {"worker": "w0", **bulk}) == 1
+    assert second.get_sample_value("evalstream_consumed_total", {"worker": "w1", **bulk}) == 0
 
 
 # ----- consumer lag from librdkafka statistics -------------------------------------------
