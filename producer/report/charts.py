@@ -77,11 +77,11 @@ def placeholder(name: str, title: str, reason: str) -> Chart:
 
 def _time_axis(buckets: TimeBuckets) -> tuple[list[float], str]:
     """Bucket edges (one more than buckets) in a readable unit, and the axis label naming it."""
-    span = len(buckets.members) * buckets.width_s
+    span = buckets.edges_s[-1]
     unit, divisor = ("s", 1.0) if span <= 600 else ("min", 60.0)
     if span > 3 * 3600:
         unit, divisor = "h", 3600.0
-    edges = [index * buckets.width_s / divisor for index in range(len(buckets.members) + 1)]
+    edges = [edge / divisor for edge in buckets.edges_s]
     start = buckets.start.strftime("%Y-%m-%d %H:%M:%S UTC")
     return edges, f"time since first result ({unit}; first at {start})"
 
@@ -150,7 +150,7 @@ def outcomes_chart(counts: Counter[str]) -> Chart:
     figure, (ax,) = _figure(height)
     values = [counts[label] for label in labels]
     colours = [OK_COLOUR if label == "ok" else ERROR_COLOUR for label in labels]
-    bars = ax.barh(labels, values, color=colours)
+    bars = ax.barh([_short(label) for label in labels], values, color=colours)
     total = sum(values)
     ax.bar_label(bars, labels=[f"{v:,} ({v / total:.1%})" for v in values], padding=3, fontsize=9)
     ax.invert_yaxis()

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 from producer.report.load import ReportRow
 
@@ -107,16 +108,23 @@ def bucket_width(span_s: float, target: int = TARGET_BUCKETS) -> float:
 
 @dataclass(frozen=True, slots=True)
 class TimeBuckets:
-    """Rows grouped by completion time into equal buckets from the first completion.
+    """Rows grouped by completion time into buckets from the first to the last completion.
+
+    Buckets are ``width_s`` wide except the last, which ends at the last completion so a run
+    does not appear to slow down in its final, partly filled bucket. A last bucket of at most
+    half a width is merged into the one before it, so a lone straggler does not get a rate of
+    its own.
 
     Attributes:
         start: The first completion time (bucket 0 starts here).
-        width_s: The width of each bucket in seconds.
+        width_s: The nominal width of each bucket in seconds.
+        edges_s: The bucket boundaries in seconds after ``start``; one more than the buckets.
         members: The rows of each bucket, in time order; empty buckets included.
     """
 
     start: datetime
     width_s: float
+    edges_s: tuple[float, ...]
     members: tuple[tuple[ReportRow, ...], ...]
 
     @classmethod
@@ -128,21 +136,26 @@ class TimeBuckets:
         )
         if not timed:
             return None
-        start, end = timed[0][0], timed[-1][0]
-        width = bucket_width((end - start).total_seconds())
-        count = int((end - start).total_seconds() // width) + 1
+        start = timed[0][0]
+        span = (timed[-1][0] - start).total_seconds()
+        width = bucket_width(span)
+        count = int(span // width) + 1
+        if count > 1 and span - (count - 1) * width <= width / 2:
+            count -= 1
         groups: list[list[ReportRow]] = [[] for _ in range(count)]
         for moment, row in timed:
-            groups[int((moment - start).total_seconds() // width)].append(row)
-        return cls(start, width, tuple(tuple(group) for group in groups))
-
-    def offsets_s(self) -> list[float]:
-        """The start of each bucket, in seconds after `start`."""
-        return [index * self.width_s for index in range(len(self.members))]
+            index = int((moment - start).total_seconds() // width)
+            groups[min(index, count - 1)].append(row)
+        # A run whose results all completed at once still gets one bucket of nominal width.
+        edges = [index * width for index in range(count)] + [span or width]
+        return cls(start, width, tuple(edges), tuple(tuple(group) for group in groups))
 
     def rates(self) -> list[float]:
         """Results per second in each bucket."""
-        return [len(group) / self.width_s for group in self.members]
+        return [
+            len(group) / (high - low)
+            for group, (low, high) in zip(self.members, pairwise(self.edges_s), strict=True)
+        ]
 
     def latency(self, share: float) -> list[float]:
         """The ``share`` percentile of end-to-end latency per bucket (NaN where none)."""

@@ -251,12 +251,18 @@ def test_time_buckets_count_results_per_round_width(rows: list[ReportRow]) -> No
     buckets = TimeBuckets.of(rows)
     assert buckets is not None
     assert buckets.width_s == 1.0  # a 29.5 s span fits 60 one-second buckets
-    assert len(buckets.members) == 30
-    assert buckets.rates() == [2.0] * 30
+    # 30 full seconds would leave a half-second last bucket: it joins the one before.
+    assert len(buckets.members) == 29
+    assert buckets.edges_s[-1] == 29.5
+    assert [len(group) for group in buckets.members] == [2] * 28 + [4]
+    assert buckets.rates() == [2.0] * 28 + [4 / 1.5]
     assert bucket_width(29.5) == 1.0
     assert bucket_width(3600) == 60.0
     assert bucket_width(10**9) == 86400.0
     assert TimeBuckets.of([]) is None
+    lone = TimeBuckets.of(rows[:1])
+    assert lone is not None
+    assert lone.rates() == [1.0]  # one result, no span: one bucket of nominal width
 
 
 def test_score_groups_beyond_the_limit_share_one_row(rows: list[ReportRow]) -> None:
