@@ -1,8 +1,9 @@
 """``evalstream-producer``: the upstream and downstream tools of evalstream.
 
 Subcommands: ``schema`` (print the wire contract), ``synth`` (synthetic requests), ``publish``
-(validate and produce a file of requests), ``collect`` (store de-duplicated results), ``status``
-(consumer lag, rate and ETA). The command handlers live in `producer.cli`; this module only parses.
+(validate and produce a file of requests), ``collect`` (store de-duplicated results), ``report``
+(an HTML report of collected results), ``status`` (consumer lag, rate and ETA). The command
+handlers live in `producer.cli`; this module only parses.
 
 The bootstrap servers default to ``$KAFKA_BOOTSTRAP``, then ``localhost:9092``.
 """
@@ -178,6 +179,19 @@ def _add_collect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(handler=cli.run_collect)
 
 
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "report", help="write an HTML report with charts of a collect results file"
+    )
+    parser.add_argument("results", metavar="RESULTS", help="collect output (.sqlite or .parquet)")
+    parser.add_argument(
+        "--out",
+        default="report.html",
+        help="HTML file to write; the charts also go to <stem>-files/*.png (default: report.html)",
+    )
+    parser.set_defaults(handler=cli.run_report)
+
+
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("status", help="consumer-group lag, rate and ETA")
     _kafka_arguments(parser, REQUESTS_TOPIC)
@@ -228,7 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish evaluation requests to Kafka, collect results, watch progress.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_schema, _add_synth, _add_topics, _add_publish, _add_collect, _add_status):
+    for add in (
+        _add_schema,
+        _add_synth,
+        _add_topics,
+        _add_publish,
+        _add_collect,
+        _add_report,
+        _add_status,
+    ):
         add(commands)
     return parser
 

@@ -2,7 +2,8 @@
 
 Exit statuses: 0 success; 1 rejected lines (``publish`` without ``--allow-rejects``), unusable
 input, fewer results than ``--expect`` (``collect``) or an unreadable group (``status``); 2 a
-delivery failure (``publish``); 130 interrupted; 141 the reader of stdout went away.
+delivery failure (``publish``) or a file ``report`` cannot read as results; 130 interrupted;
+141 the reader of stdout went away.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from consumer.schemas import json_schemas
 from producer import topics
 from producer.collect import ResultCollector, ResultReader
 from producer.csv_input import CsvMapping
-from producer.errors import InputError, ProducerError
+from producer.errors import InputError, ProducerError, ReportInputError
 from producer.file_publish import FilePublisher, RejectLog
 from producer.progress import ProgressDisplay
 from producer.publish import RequestPublisher
@@ -40,6 +41,8 @@ from producer.topic_check import topic_problem
 from producer.validation import LineValidator
 
 EXIT_OK, EXIT_FAILED, EXIT_UNDELIVERED = 0, 1, 2
+# ``report`` answers an unreadable results file with argparse's status for a bad argument.
+EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 # The command line waits a minute for an acknowledgement, not librdkafka's five.
 CLI_PRODUCER_DEFAULTS = {"message.timeout.ms": "60000"}
@@ -201,6 +204,23 @@ def run_collect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``report``: an HTML page with charts of a results file, and the charts as PNG files."""
+    try:
+        from producer.report import write_report  # matplotlib only where a report is asked for
+    except ImportError as exc:
+        raise InputError(
+            f"report needs matplotlib ({exc}): pip install 'evalstream[report]'"
+        ) from exc
+    try:
+        files = write_report(args.results, args.out)
+    except ReportInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"report: {files.page} ({len(files.images)} charts, PNGs in {files.images[0].parent})")
     return EXIT_OK
 
 

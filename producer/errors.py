@@ -60,3 +60,7 @@ class StatusError(ProducerError):
     """Consumer-group offsets or end offsets cannot be read."""
 
     retriable = True
+
+
+class ReportInputError(InputError):
+    """A file given to ``report`` is missing, of an unknown kind, or not a results file."""

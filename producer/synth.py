@@ -126,7 +126,11 @@ class RequestSynthesizer:
             job=posting.job,
             rubric=posting.rubric,
             model=self._model,
-            metadata={"source": "synth", "job_family": posting.family.name},
+            metadata={
+                "source": "synth",
+                "job_id": posting.job.id,
+                "job_family": posting.family.name,
+            },
             created_at=self._clock() if self._timestamps else None,
         )
 

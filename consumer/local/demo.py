@@ -2,7 +2,8 @@
 
 A local Kafka broker, the engine simulator (or a running vLLM/Ollama), one worker,
 synthetic candidates published to the requests topic, results collected into SQLite,
-and the summary printed. Every process it starts is stopped on the way out.
+the summary printed and an HTML report with charts written beside the results. Every process
+it starts is stopped on the way out.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
             f"results in {args.out.resolve()}",
             flush=True,
         )
+        _report(args.out)
         return 0 if distinct == args.count else 1
 
 
@@ -77,6 +79,18 @@ def _publish_and_collect(args: argparse.Namespace, bootstrap: str, work: Path) -
     )
     collected = json.loads(summary.read_text()) if summary.exists() else {}
     return int(collected.get("distinct", 0))
+
+
+def _report(results: Path) -> None:
+    """Writes the HTML report of the results beside them; a failure is reported, not fatal."""
+    import subprocess
+
+    page = results.with_suffix(".html")
+    command = [sys.executable, "-m", "producer", "report", str(results), "--out", str(page)]
+    if subprocess.call(command, stdout=subprocess.DEVNULL) == 0:
+        print(f"evalstream demo: report in {page.resolve()}", flush=True)
+    else:
+        print("evalstream demo: no report (see the error above)", flush=True)
 
 
 def _broker(stack: contextlib.ExitStack, work: Path) -> str:
