@@ -14,6 +14,9 @@ from typing import Literal
 Lane = Literal["bulk", "interactive"]
 BULK: Lane = "bulk"
 INTERACTIVE: Lane = "interactive"
+# The interactive topic the local broker and `evalstream-producer topics create` make; a worker
+# consumes it only when told to (``--interactive-topic``).
+INTERACTIVE_TOPIC = "evalstream.requests.interactive"
 # Admission order: the first lane with a waiting request goes first.
 LANES: tuple[Lane, ...] = (INTERACTIVE, BULK)
 

@@ -18,6 +18,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
+from consumer.lanes import INTERACTIVE_TOPIC
 from consumer.settings import KafkaSettings
 from producer.errors import ProducerError
 
@@ -25,9 +26,9 @@ TIMEOUT_S = 30.0
 
 
 def default_topics() -> list[str]:
-    """The worker's default requests, results and dead-letter topics."""
+    """The worker's default requests, results and dead-letter topics, and the interactive lane's."""
     kafka = KafkaSettings()
-    return [kafka.requests_topic, kafka.results_topic, kafka.dlq_topic]
+    return [kafka.requests_topic, kafka.results_topic, kafka.dlq_topic, INTERACTIVE_TOPIC]
 
 
 def run_topics(args: argparse.Namespace, options: dict[str, Any]) -> int:

@@ -51,6 +51,7 @@ def _default_topics(partitions: int) -> dict[str, int]:
     """The worker's default topics (name -> partitions); none when ``partitions`` is 0."""
     if partitions <= 0:
         return {}
+    from consumer.lanes import INTERACTIVE_TOPIC
     from consumer.settings import KafkaSettings
 
     defaults = KafkaSettings()
@@ -58,6 +59,7 @@ def _default_topics(partitions: int) -> dict[str, int]:
         defaults.requests_topic: partitions,
         defaults.results_topic: partitions,
         defaults.dlq_topic: 1,
+        INTERACTIVE_TOPIC: partitions,
     }
 
 

@@ -10,6 +10,7 @@
 #   BOOTSTRAP [kafka:19092]  PARTITIONS [8]  REPLICATION_FACTOR [1]
 #   REQUESTS_TOPIC [evalstream.requests]  RESULTS_TOPIC [evalstream.results]
 #   DLQ_TOPIC [evalstream.dlq]  DLQ_PARTITIONS [1]  KAFKA_BIN [/opt/kafka/bin]
+#   INTERACTIVE_TOPIC [evalstream.requests.interactive]  INTERACTIVE_PARTITIONS [PARTITIONS]
 set -eu
 
 BOOTSTRAP=${BOOTSTRAP:-kafka:19092}
@@ -18,6 +19,9 @@ REPLICATION_FACTOR=${REPLICATION_FACTOR:-1}
 REQUESTS_TOPIC=${REQUESTS_TOPIC:-evalstream.requests}
 RESULTS_TOPIC=${RESULTS_TOPIC:-evalstream.results}
 DLQ_TOPIC=${DLQ_TOPIC:-evalstream.dlq}
+# The interactive lane (workers consume it with --interactive-topic).
+INTERACTIVE_TOPIC=${INTERACTIVE_TOPIC:-evalstream.requests.interactive}
+INTERACTIVE_PARTITIONS=${INTERACTIVE_PARTITIONS:-$PARTITIONS}
 # Dead letters are rare and read by people; one partition keeps them in arrival order.
 DLQ_PARTITIONS=${DLQ_PARTITIONS:-1}
 KAFKA_BIN=${KAFKA_BIN:-/opt/kafka/bin}
@@ -51,3 +55,4 @@ ensure_topic() {
 ensure_topic "$REQUESTS_TOPIC" "$PARTITIONS"
 ensure_topic "$RESULTS_TOPIC" "$PARTITIONS"
 ensure_topic "$DLQ_TOPIC" "$DLQ_PARTITIONS"
+ensure_topic "$INTERACTIVE_TOPIC" "$INTERACTIVE_PARTITIONS"

@@ -2,7 +2,8 @@
 
 A worker reads a bulk backlog far larger than its window from the requests topic; requests
 published to the interactive topic meanwhile are answered while most of the backlog still
-waits, with or without reserved slots. Their offsets are committed on their own topic.
+waits, with or without reserved slots, under either delivery guarantee. Their offsets are
+committed on their own topic.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def interactive_request(i: int) -> bytes:
     return json.dumps(json.loads(request_json(i)) | {"id": f"now-{i}"}).encode()
 
 
-@pytest.mark.parametrize("reserve", [0, 4])
+@pytest.mark.parametrize(("reserve", "guarantee"), [(0, "at_least_once"), (4, "exactly_once")])
 async def test_interactive_requests_overtake_a_saturating_bulk_backlog(
     reserve: int,
+    guarantee: str,
     kafka_bootstrap: str,
     topics: Topics,
     topic_factory: Callable[..., str],
@@ -64,6 +66,7 @@ async def test_interactive_requests_overtake_a_saturating_bulk_backlog(
             "window": {"policy": "fixed", "size": WINDOW, "buffer": BULK - WINDOW},
             "lanes": {"interactive_topic": lane, "reserve": reserve},
         },
+        processing_guarantee=guarantee,
     )
     watcher = TopicWatcher(kafka_bootstrap, topics.results)
     try:
