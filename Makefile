@@ -23,8 +23,9 @@ faults: $(STAMP)  ## fault-injection suite: kill -9, broker restarts, stalls
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check consumer producer tests benchmarks
+	$(BIN)/ruff format --check consumer producer tests benchmarks deploy
 	$(BIN)/python -m benchmarks.render --check  # tables match their raw files
+	$(BIN)/python -m deploy.grafana.dashboard --check  # the dashboard JSON matches its code
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from consumer.errors import InvalidOutput, TruncatedOutput
 from consumer.lanes import LANES, Lane
 
 _ID = ("worker", "gpu")
@@ -26,6 +27,10 @@ _ID = ("worker", "gpu")
 _E2E_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _ENGINE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Label values known in advance get a series at 0 from the start, so dashboards and alerts
+# see a rare outcome's series before its first occurrence (rate() is 0, not absent).
+INVALID_OUTPUT_REASONS = (TruncatedOutput.reason, InvalidOutput.reason)
+CACHE_OUTCOMES = ("hit", "miss")
 
 
 class Metrics:
@@ -99,6 +104,10 @@ class Metrics:
             "invalid_output (failed the schema after the repair).",
             ("reason",),
         )
+        for reason in INVALID_OUTPUT_REASONS:
+            self.invalid_outputs.labels(**ids, reason=reason)
+        for outcome in CACHE_OUTCOMES:
+            self.cache_lookups.labels(**ids, outcome=outcome)
         self.rebalances = counter(
             "evalstream_rebalances_total", "Partition assignment changes, by kind.", ("kind",)
         )
@@ -177,9 +186,11 @@ class Metrics:
         self.retries.labels(**self.ids, reason=reason).inc()
 
     def cache_lookup(self, outcome: str) -> None:
+        """Counts one result-cache lookup (``hit`` or ``miss``)."""
         self.cache_lookups.labels(outcome=outcome, **self.ids).inc()
 
     def invalid_output(self, reason: str) -> None:
+        """Counts one reply published as an error for its content, by reason."""
         self.invalid_outputs.labels(reason=reason, **self.ids).inc()
 
     def rebalance(self, kind: str, partitions: int) -> None:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -162,7 +163,9 @@ def test_dashboard_and_alerts_against_a_real_prometheus(
     engine_url = engine_factory("vllm")
     pipeline = pipeline_factory(engine_url, PARTITIONS)
     metrics_port = free_port()
-    pipeline.worker("--metrics-port", str(metrics_port), "--gpu", GPU, name=WORKER)
+    # With the result cache on, every request is looked up: the cache panels have data.
+    cache = {"EVALSTREAM_CACHE__ENABLED": "true", "EVALSTREAM_CACHE__TOPIC": f"cache-{uuid4().hex}"}
+    pipeline.worker("--metrics-port", str(metrics_port), "--gpu", GPU, name=WORKER, env=cache)
     worker_target = f"127.0.0.1:{metrics_port}"
     prometheus_port = free_port()
     config = local_config(

@@ -66,6 +66,29 @@ def test_dead_letters_and_retries_are_counted_by_reason(
     assert value(registry, "evalstream_retries_total", reason="engine_unavailable") == 1
 
 
+def test_known_reasons_and_cache_outcomes_exist_from_the_start_and_count(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    # At 0 before the first occurrence: the dashboard's rates read 0, not an empty panel.
+    invalid, lookups = "evalstream_invalid_outputs_total", "evalstream_cache_lookups_total"
+    assert value(registry, invalid, reason="truncated") == 0
+    assert value(registry, invalid, reason="invalid_output") == 0
+    assert value(registry, lookups, outcome="hit") == 0
+    assert value(registry, lookups, outcome="miss") == 0
+    assert value(registry, "evalstream_expired_total") == 0
+
+    metrics.invalid_output("truncated")
+    metrics.cache_lookup("hit")
+    metrics.cache_lookup("miss")
+    metrics.cache_lookup("miss")
+    metrics.expired.inc()
+
+    assert value(registry, invalid, reason="truncated") == 1
+    assert value(registry, lookups, outcome="hit") == 1
+    assert value(registry, lookups, outcome="miss") == 2
+    assert value(registry, "evalstream_expired_total") == 1
+
+
 def test_rebalances_count_partitions_by_kind(registry: CollectorRegistry, metrics: Metrics) -> None:
     metrics.rebalance("assigned", 4)
     metrics.rebalance("revoked", 2)

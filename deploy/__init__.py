@@ -1,0 +1,1 @@
+"""Deployment files; the Python here generates some of them (the Grafana dashboard)."""
