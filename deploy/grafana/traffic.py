@@ -110,26 +110,41 @@ def _flow() -> list[Panel]:
 
 
 def latency() -> list[Panel]:
-    """p50/p95/p99 of the end-to-end latency, one engine call and the queue wait."""
+    """p50/p95/p99 of the end-to-end latency (also by lane), one engine call, the queue wait."""
+    end_to_end = "evalstream_end_to_end_latency_seconds"
     return [
         graph(
             "End-to-end latency",
             "Request timestamp (when it was published) to its result acknowledged by the "
             "broker: queueing in Kafka, in the worker and the engine call.",
-            quantiles("evalstream_end_to_end_latency_seconds"),
+            quantiles(end_to_end),
             unit="s",
+            width=6,
+        ),
+        graph(
+            "End-to-end latency by lane",
+            "p50 and p95 per lane: interactive requests overtake the bulk backlog, so their "
+            "latency stays near an idle engine's while the bulk lane's grows with the backlog.",
+            queries(
+                (quantile(0.5, end_to_end, by="lane, le"), "{{lane}} p50"),
+                (quantile(0.95, end_to_end, by="lane, le"), "{{lane}} p95"),
+            ),
+            unit="s",
+            width=6,
         ),
         graph(
             "Engine latency",
             "One engine call (a request, or a micro-batch where the API takes a list).",
             quantiles("evalstream_engine_latency_seconds"),
             unit="s",
+            width=6,
         ),
         graph(
             "Queue wait",
             "Consumed from Kafka until sent to the engine: time waiting for a window slot.",
             quantiles("evalstream_queue_wait_seconds"),
             unit="s",
+            width=6,
         ),
     ]
 
@@ -154,9 +169,14 @@ def window() -> list[Panel]:
         ),
         graph(
             "Buffered",
-            "Requests consumed and waiting for a window slot, per worker (bounded by "
-            "backpressure).",
-            [query(per_worker("evalstream_buffered_requests"), _PER_WORKER)],
+            "Requests consumed and waiting for a window slot, per worker and lane (each lane "
+            "bounded by its own backpressure).",
+            [
+                query(
+                    total(series("evalstream_buffered_requests"), by="worker, lane"),
+                    "{{worker}} {{lane}}",
+                )
+            ],
             width=6,
         ),
         graph(
