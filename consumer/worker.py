@@ -3,8 +3,9 @@
 Data path, one file per stage:
 `request_source` (the consumer thread reads; `demand` is its backpressure per lane) →
 `jobs` (decode) → `router` (pick the model; `deadlines`) → `batcher` (admission into the
-`admission` window, interactive `lanes` first, sized by `window_controller` with `occupancy`) → `evaluator` (the `result_cache`, then engine calls
-under `failures`, the failure policy) → `records` (the outcome: result or dead letter)
+`admission` window, interactive `lanes` first, sized by `window_controller` with
+`occupancy`) → `evaluator` (the `result_cache`, then engine calls under `failures`, the
+failure policy) → `records` (the outcome: result or dead letter)
 → `publisher` → `committer` (at-least-once: `result_sink` sends, acks=all, then the
 offset completes in `partitions`/`offsets` and is committed; exactly-once:
 `transactions` produces outcomes and offsets in one transaction).

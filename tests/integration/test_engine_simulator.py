@@ -285,6 +285,17 @@ async def test_an_unknown_model_is_a_404_in_vllms_error_shape(client: httpx.Asyn
 
 
 @pytest.mark.timeout(30)
+async def test_a_priority_without_priority_scheduling_is_a_400(client: httpx.AsyncClient) -> None:
+    body = {"messages": MESSAGES, "priority": -1}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "Got priority -1 but Priority scheduling is not enabled."
+    )
+    assert (await client.post("/v1/chat/completions", json=body | {"priority": 0})).is_success
+
+
+@pytest.mark.timeout(30)
 async def test_context_overflow_is_a_400_with_vllms_message(client: httpx.AsyncClient) -> None:
     body = {"messages": MESSAGES, "max_tokens": 32700}
     response = await client.post("/v1/chat/completions", json=body)

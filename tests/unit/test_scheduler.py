@@ -291,3 +291,25 @@ async def test_the_instant_profile_finishes_on_submit() -> None:
     assert seq.generated == 7
     assert [c async for c in scheduler.progress(seq)] == [7]
     await scheduler.stop()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("priority_scheduling", [False, True])
+def test_priority_scheduling_admits_lower_priorities_first(priority_scheduling: bool) -> None:
+    profile = load_profile("vllm", max_num_seqs=2, priority_scheduling=priority_scheduling)
+    planner = BatchPlanner(profile)
+    bulk = [_seq(text=make_prompt(i, 100)) for i in range(6)]
+    urgent = _seq(text=make_prompt(99, 100))
+    urgent.priority = -1
+    for seq in [*bulk, urgent]:
+        planner.add(seq, 0.0)
+
+    planner.plan(0.0)  # admits two: the urgent one first when priorities count
+
+    admitted = list(planner.running)
+    if priority_scheduling:
+        assert admitted == [urgent, bulk[0]]
+        assert list(planner.waiting) == bulk[1:]  # equal priorities keep arrival order
+    else:
+        assert admitted == bulk[:2]
+        assert planner.waiting[-1] is urgent

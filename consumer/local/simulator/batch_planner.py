@@ -87,6 +87,12 @@ class BatchPlanner:
             )
         seq.arrived_at = now
         seq.state = SequenceState.WAITING
+        if self.profile.priority_scheduling and seq.priority:
+            # Behind every waiting sequence of the same or a lower value, ahead of the rest.
+            at = next((i for i, w in enumerate(self.waiting) if w.priority > seq.priority), None)
+            if at is not None:
+                self.waiting.insert(at, seq)
+                return
         self.waiting.append(seq)
 
     def abort(self, seq: Sequence, now: float) -> bool:

@@ -78,6 +78,7 @@ class SamplingRequest(_Lenient):
     structured_outputs: StructuredOutputs | None = None
     guided_json: dict[str, Any] | str | None = None
     min_tokens: int = 0
+    priority: int = 0
     ignore_eos: bool = False
 
     def structured(self) -> tuple[dict[str, Any] | None, bool]:

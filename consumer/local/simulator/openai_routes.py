@@ -139,6 +139,12 @@ class OpenAIRoutes:
         self, body: SamplingRequest, prompts: list[str], limit: int | None
     ) -> list[Sequence]:
         """Validates lengths, applies the fault and submits one sequence per prompt."""
+        if body.priority and not self.profile.priority_scheduling:
+            raise OpenAIError(
+                400,
+                f"Got priority {body.priority} but Priority scheduling is not enabled.",
+                param="priority",
+            )
         schema, json_mode = body.structured()
         requests = [self._request(body, p, limit, schema, json_mode) for p in prompts]
         fault = await self.generator.admit()
@@ -146,6 +152,8 @@ class OpenAIRoutes:
             raise OpenAIError(500, "Internal server error", "InternalServerError")
         try:
             sequences = [self.generator.sequence(r, fault) for r in requests]
+            for seq in sequences:
+                seq.priority = body.priority
         except (ValueError, KeyError, TypeError) as exc:
             raise OpenAIError(400, f"Invalid JSON schema: {exc}") from None
         try:

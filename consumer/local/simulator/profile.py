@@ -91,6 +91,9 @@ class SimulatorProfile:
             step and delay 20x shorter (tests, demos); 1 is real time.
         instant: Answer at once, skipping the latency model.
         latency_spike_s: Extra delay of the ``latency_spike`` fault, in simulated seconds.
+        priority_scheduling: vLLM's ``--scheduling-policy priority``: waiting sequences are
+            admitted by ``priority`` (lower first), then arrival; without it a non-zero
+            priority is refused, as vLLM refuses it.
     """
 
     name: ProfileName
@@ -110,6 +113,7 @@ class SimulatorProfile:
     time_scale: float = 1.0
     instant: bool = False
     latency_spike_s: float = 5.0
+    priority_scheduling: bool = False
 
     def with_options(self, **options: Any) -> SimulatorProfile:
         """Returns a copy with the given fields replaced (``num_parallel``/``max_queue`` too)."""

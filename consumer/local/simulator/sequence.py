@@ -43,6 +43,7 @@ class Sequence:
             ``generated`` grows.
         streaming: Whether someone follows every token (a stream) or only the end.
         seq_id: Arrival order, unique in the process.
+        priority: vLLM's request priority (lower is scheduled first under priority scheduling).
     """
 
     prompt_tokens: int
@@ -61,6 +62,7 @@ class Sequence:
     progress: asyncio.Event | None = None
     streaming: bool = False
     seq_id: int = field(default_factory=lambda: next(_ids))
+    priority: int = 0
 
     @property
     def final_text(self) -> str:

@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-parallel", type=int, default=None, help="Ollama slots")
     parser.add_argument("--max-queue", type=int, default=None, help="Ollama pending-queue limit")
     parser.add_argument("--fault", default=None, help="fault mode active from the start")
+    parser.add_argument(
+        "--scheduling-policy",
+        choices=["fcfs", "priority"],
+        default=None,
+        help="vLLM's: with priority, requests with a lower `priority` are scheduled first",
+    )
     return parser
 
 
@@ -289,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "num_parallel": args.num_parallel,
             "max_queue": args.max_queue,
             "fault": args.fault,
+            "priority_scheduling": None
+            if args.scheduling_policy is None
+            else args.scheduling_policy == "priority",
         }.items()
         if v is not None
     }
