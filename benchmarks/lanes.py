@@ -187,7 +187,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--output", type=Path, default=reporting.RESULTS_DIR / "lanes.json")
     args = parser.parse_args()
-    report: dict[str, Any] = {"machine": reporting.machine(), "backlog": args.backlog}
+    report: dict[str, Any] = {
+        "machine": reporting.machine(),
+        "backlog": args.backlog,
+        "warmup_s": args.warmup,
+        "time_scale": TIME_SCALE,
+    }
     with harness.Bench("lanes") as bench:
         bench.broker()
         args.backlog_file = bench.work / "backlog.jsonl"

@@ -34,6 +34,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
     "window-occupancy": render_windows.occupancy_table,
     "cache-passes": render_windows.cache_table,
+    "lanes": render_windows.lanes_table,
     "cpu-overhead": render_cpu.overhead_table,
     "exactly-once": render_cpu.exactly_once_table,
 }

@@ -1,16 +1,20 @@
 """README's fault table, from ``faults.jsonl`` (one record per scenario and run).
 
-The latest run of each scenario is shown with its date; beside it the range over every run
-recorded (runs of different commits: the range says how much the figures move, not a
-confidence interval).
+The table shows the latest full run: the latest commit, measured on a clean tree, with at least
+``MIN_RUNS`` runs of every scenario; per scenario the median and the range over those runs. Where
+no full run exists, the latest run of each scenario with its date, and the range over every run
+recorded (runs of different commits).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
+# A full run: at least this many runs of every scenario from one commit with a clean tree.
+MIN_RUNS = 3
 # Scenario keys in the order of the table, and what each does (prose, not figures).
 SCENARIOS = {
     "worker_kill_9_x5": "worker `kill -9` x5 at seeded moments, replacement started at once",
@@ -62,10 +66,58 @@ def _when(record: dict[str, Any]) -> str:
     return f"{record['at'][:10]}{commit}{dirty}"
 
 
+def latest_full_run(all_records: list[dict[str, Any]]) -> tuple[str, dict[str, list[Any]]] | None:
+    """The latest commit whose clean-tree records hold ``MIN_RUNS`` runs of every scenario."""
+    by_commit: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for record in all_records:
+        source = record.get("source") or {}
+        if source.get("commit") and not source.get("dirty"):
+            commit = source["commit"]
+            runs = by_commit.pop(commit, {})  # re-inserted last: the order is of latest records
+            by_commit[commit] = runs
+            runs.setdefault(record["scenario"], []).append(record)
+    for commit, runs in reversed(list(by_commit.items())):
+        if all(len(runs.get(key, [])) >= MIN_RUNS for key in SCENARIOS):
+            return commit, runs
+    return None
+
+
+def _median_span(values: list[float], digits: int) -> str:
+    middle = statistics.median(values)
+    return f"{middle:,.{digits}f} ({_span(values, digits)})"
+
+
+def _full_run_table(commit: str, runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Median and range of every scenario's runs at one commit."""
+    dates = sorted(r["at"] for done in runs.values() for r in done)
+    counts = sorted({len(runs[key]) for key in SCENARIOS})
+    lines = [
+        f"{'/'.join(map(str, counts))} runs of every scenario at commit {commit[:7]}, "
+        f"{dates[0][:16].replace('T', ' ')} to {dates[-1][:16].replace('T', ' ')} UTC.",
+        "",
+        "| scenario | runs | requests | lost | duplicates: median (range) | "
+        "recovery s: median (range) | latest run's figures |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
+    for key, label in SCENARIOS.items():
+        done = runs[key]
+        lines.append(
+            f"| {label} | {len(done)} | {done[-1]['requests']:,} | "
+            f"{sum(r['lost'] for r in done)} | "
+            f"{_median_span([r['duplicates'] for r in done], 0)} | "
+            f"{_median_span([r['recovery_s'] for r in done], 2)} | {_detail(done[-1])} |"
+        )
+    return "\n".join(lines)
+
+
 def table(results: Path) -> str:
-    """The Markdown table."""
+    """The Markdown table: the latest full run, or else the latest run of each scenario."""
+    everything = records(results)
+    full = latest_full_run(everything)
+    if full is not None:
+        return _full_run_table(*full)
     runs: dict[str, list[dict[str, Any]]] = {}
-    for record in records(results):
+    for record in everything:
         runs.setdefault(record["scenario"], []).append(record)
     lines = [
         "| scenario | latest run | requests | lost | duplicates | recovery s | "

@@ -65,3 +65,35 @@ def cache_table(results: Path) -> str:
     dirty = ", DIRTY TREE" if source.get("dirty") else ""
     lines += ["", f"(commit {source['commit'][:7]}{dirty}, {data['machine']['date'][:10]})"]
     return "\n".join(lines)
+
+
+def lanes_table(results: Path) -> str:
+    """The interactive lane under a saturating bulk backlog (``lanes.json``)."""
+    data = json.loads((results / "lanes.json").read_text(encoding="utf-8"))
+    lane, ratios = data["lane"], data["ratios"]
+    lines = [
+        "| measure | idle engine | bulk backlog | backlog ÷ idle |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, key in (("p50", "p50_s"), ("p95", "p95_s"), ("max", "max_s")):
+        idle, load = lane["idle"][key], lane["load"][key]
+        lines.append(
+            f"| interactive end-to-end {name}, s | {idle:.2f} | {load:.2f} | {load / idle:.2f} |"
+        )
+    lines += [
+        "",
+        "| bulk results/s, same seconds | with the lane's traffic | without the lane | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        f"| {lane['seconds']:.0f} s after a {data.get('warmup_s', 20):.0f}-s warm-up | "
+        f"{lane['bulk_results_per_s']:.1f} | {data['no_lane']['bulk_results_per_s']:.1f} | "
+        f"{ratios['bulk_with_lane_over_without']:.2f} |",
+    ]
+    source = data["machine"]["source"]
+    dirty = ", DIRTY TREE" if source.get("dirty") else ""
+    count = lane["load"]["count"]
+    lines += [
+        "",
+        f"({count} interactive requests per phase, one a second; backlog {data['backlog']:,}; "
+        f"commit {source['commit'][:7]}{dirty}, {data['machine']['date'][:10]})",
+    ]
+    return "\n".join(lines)

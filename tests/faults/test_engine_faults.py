@@ -131,7 +131,7 @@ def test_engine_500s_for_30s_lose_nothing(
         dead_letters=len(dead),
         outcomes=reasons(accounting.outcomes),
         http_500s=injected(url)["error500"],
-        max_retry_attempts=max(o.attempts for o in accounting.outcomes),
+        most_attempts_used=max(o.attempts for o in accounting.outcomes),
     )
 
 
