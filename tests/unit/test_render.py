@@ -67,3 +67,22 @@ def test_a_record_from_a_dirty_tree_is_marked(tmp_path: Path) -> None:
     }
     (tmp_path / "faults.jsonl").write_text(json.dumps(record) + "\n")
     assert "| 2026-12-04, 0123456 (DIRTY TREE) |" in faults.table(tmp_path)
+
+
+def test_the_latest_full_run_is_shown_with_median_and_range(tmp_path: Path) -> None:
+    faults = importlib.import_module("benchmarks.render_faults")
+
+    def record(scenario: str, commit: str, duplicates: int, dirty: bool = False) -> str:
+        source = {"commit": commit, "uncommitted": [], "dirty": dirty}
+        fields = {"scenario": scenario, "requests": 3000, "lost": 0, "recovery_s": 1.0}
+        at = {"at": "2026-12-04T03:00:00Z", "source": source}
+        return json.dumps(fields | at | {"duplicates": duplicates})
+
+    lines = [record(k, "a" * 40, d) for k in faults.SCENARIOS for d in (5, 1, 3)]
+    lines += [record(k, "b" * 40, 9) for k in faults.SCENARIOS]  # later, but one run only
+    lines += [record(k, "c" * 40, 9, dirty=True) for k in faults.SCENARIOS for _ in range(3)]
+    (tmp_path / "faults.jsonl").write_text("\n".join(lines) + "\n")
+
+    table = faults.table(tmp_path)
+    assert table.startswith("3 runs of every scenario at commit aaaaaaa")
+    assert "| 3 | 3,000 | 0 | 3 (1 to 5) | 1.00 (1.00) |" in table
