@@ -8,12 +8,13 @@ its defaults (adaptive window) plus what the phase names:
 2. **lane**: the same worker, a bulk backlog of ``--backlog`` requests (more than the run can
    finish) published first; after ``--warmup`` s, one interactive request a second again.
    Interactive latency p50/p95 ÷ idle, and bulk results/s over the same seconds.
+   Phases 1 and 2 run once per entry of ``VARIANTS`` (the lane's defaults, and a bulk limit).
 3. **no lane**: a fresh worker without the lane and a fresh backlog of the same size; bulk
    results/s over the same seconds after the same warm-up: the lane's cost to the bulk.
 
 Latency is the result's ``timings.end_to_end_s`` (request timestamp to result produced).
 
-    .venv/bin/python -m benchmarks.lanes           # ~3 minutes on 2 cores
+    .venv/bin/python -m benchmarks.lanes           # ~5 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ else:  # benchmarks/ is not a package: mypy and python name these modules differ
 
 TIME_SCALE = 1.0
 LANE_PARTITIONS = 2
+# Lane settings measured (worker environment, simulator options): the defaults, and a bulk
+# limit of 64 while the lane is active with the engine's priority scheduling on.
+VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "defaults": ({}, ()),
+    "bulk_limit_64": (
+        {"EVALSTREAM_LANES__BULK_LIMIT": "64", "EVALSTREAM_LANES__ENGINE_PRIORITY": "-1"},
+        ("--scheduling-policy", "priority"),
+    ),
+}
 
 
 class Results:
@@ -135,13 +145,16 @@ def phase_topics(bench: Any, label: str, lane: bool) -> tuple[Any, str | None]:
     return topics, name
 
 
-def with_lane(bench: Any, args: argparse.Namespace, probes: list[bytes]) -> dict[str, Any]:
-    """Phases 1 and 2: the same worker idle, then under the backlog."""
-    url, sim = bench.simulator("vllm", TIME_SCALE)
+def with_lane(
+    bench: Any, args: argparse.Namespace, probes: list[bytes], variant: str
+) -> dict[str, Any]:
+    """The same worker idle, then under the backlog; ``variant`` names its lane settings."""
+    env, engine = VARIANTS[variant]
+    url, sim = bench.simulator("vllm", TIME_SCALE, *engine)
     topics, lane = phase_topics(bench, "lane", lane=True)
     assert lane is not None
     results = Results(bench.bootstrap, topics.results)
-    worker = bench.worker(topics, url, "openai", "--interactive-topic", lane)
+    worker = bench.worker_with_env(topics, url, "openai", env, "--interactive-topic", lane)
     ready(bench.bootstrap, topics.requests, results, probes[0])
     idle = interactive(bench.bootstrap, lane, results, probes, "idle")
     harness.publish(bench.bootstrap, topics.requests, args.backlog_file)
@@ -154,6 +167,8 @@ def with_lane(bench: Any, args: argparse.Namespace, probes: list[bytes]) -> dict
     worker.stop()
     sim.stop()
     return {
+        "settings": env,
+        "engine": list(engine),
         "idle": summary(idle),
         "load": summary(loaded),
         "bulk_results_per_s": results.bulk_between(start, end) / (end - start),
@@ -198,18 +213,20 @@ def main() -> None:
         args.backlog_file = bench.work / "backlog.jsonl"
         harness.synth(args.backlog, args.backlog_file)
         probes = harness.synth(args.interactive, bench.work / "probes.jsonl", seed=11)
-        report["lane"] = with_lane(bench, args, probes)
-        # A fresh engine and worker: no prefix cache or window carried over.
-        report["no_lane"] = without_lane(bench, args, probes[0], report["lane"]["seconds"])
-    lane, idle = report["lane"], report["lane"]["idle"]
-    report["ratios"] = {
-        "interactive_p50_load_over_idle": lane["load"]["p50_s"] / idle["p50_s"],
-        "interactive_p95_load_over_idle": lane["load"]["p95_s"] / idle["p95_s"],
-        "bulk_with_lane_over_without": lane["bulk_results_per_s"]
-        / report["no_lane"]["bulk_results_per_s"],
-    }
+        # Each phase has a fresh engine and worker: no prefix cache or window carried over.
+        report["lanes"] = {v: with_lane(bench, args, probes, v) for v in VARIANTS}
+        seconds = report["lanes"]["defaults"]["seconds"]
+        report["no_lane"] = without_lane(bench, args, probes[0], seconds)
+    for lane in report["lanes"].values():
+        idle, load = lane["idle"], lane["load"]
+        lane["ratios"] = {
+            "interactive_p50_load_over_idle": load["p50_s"] / idle["p50_s"],
+            "interactive_p95_load_over_idle": load["p95_s"] / idle["p95_s"],
+            "bulk_with_lane_over_without": lane["bulk_results_per_s"]
+            / report["no_lane"]["bulk_results_per_s"],
+        }
     args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({k: report[k] for k in ("lane", "no_lane", "ratios")}, indent=1))
+    print(json.dumps({k: report[k] for k in ("lanes", "no_lane")}, indent=1))
 
 
 if __name__ == "__main__":

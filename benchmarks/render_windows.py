@@ -70,30 +70,44 @@ def cache_table(results: Path) -> str:
 def lanes_table(results: Path) -> str:
     """The interactive lane under a saturating bulk backlog (``lanes.json``)."""
     data = json.loads((results / "lanes.json").read_text(encoding="utf-8"))
-    lane, ratios = data["lane"], data["ratios"]
     lines = [
-        "| measure | idle engine | bulk backlog | backlog ÷ idle |",
-        "| --- | ---: | ---: | ---: |",
+        "| lane settings | interactive p50 idle / backlog, s | p50 ÷ idle | "
+        "interactive p95 idle / backlog, s | p95 ÷ idle | bulk results/s | bulk ÷ no lane |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, key in (("p50", "p50_s"), ("p95", "p95_s"), ("max", "max_s")):
-        idle, load = lane["idle"][key], lane["load"][key]
+    for name, lane in data["lanes"].items():
+        idle, load, ratios = lane["idle"], lane["load"], lane["ratios"]
         lines.append(
-            f"| interactive end-to-end {name}, s | {idle:.2f} | {load:.2f} | {load / idle:.2f} |"
+            f"| {_lane_label(name, lane)} | {idle['p50_s']:.2f} / {load['p50_s']:.2f} | "
+            f"{ratios['interactive_p50_load_over_idle']:.1f} | "
+            f"{idle['p95_s']:.2f} / {load['p95_s']:.2f} | "
+            f"{ratios['interactive_p95_load_over_idle']:.1f} | "
+            f"{lane['bulk_results_per_s']:.1f} | {ratios['bulk_with_lane_over_without']:.2f} |"
         )
-    lines += [
-        "",
-        "| bulk results/s, same seconds | with the lane's traffic | without the lane | ratio |",
-        "| --- | ---: | ---: | ---: |",
-        f"| {lane['seconds']:.0f} s after a {data.get('warmup_s', 20):.0f}-s warm-up | "
-        f"{lane['bulk_results_per_s']:.1f} | {data['no_lane']['bulk_results_per_s']:.1f} | "
-        f"{ratios['bulk_with_lane_over_without']:.2f} |",
-    ]
+    no_lane = data["no_lane"]
+    lines.append(f"| no lane | | | | | {no_lane['bulk_results_per_s']:.1f} | 1.00 |")
     source = data["machine"]["source"]
     dirty = ", DIRTY TREE" if source.get("dirty") else ""
-    count = lane["load"]["count"]
+    count = next(iter(data["lanes"].values()))["load"]["count"]
     lines += [
         "",
         f"({count} interactive requests per phase, one a second; backlog {data['backlog']:,}; "
-        f"commit {source['commit'][:7]}{dirty}, {data['machine']['date'][:10]})",
+        f"bulk rates over the same {no_lane['seconds']:.0f} s after a "
+        f"{data['warmup_s']:.0f}-s warm-up; commit {source['commit'][:7]}{dirty}, "
+        f"{data['machine']['date'][:10]})",
     ]
     return "\n".join(lines)
+
+
+def _lane_label(name: str, lane: dict[str, object]) -> str:
+    """The settings of one measured variant, as a reader would set them."""
+    settings = lane.get("settings") or {}
+    assert isinstance(settings, dict)
+    parts = [
+        f"`{k.removeprefix('EVALSTREAM_').lower().replace('__', '.')}={v}`"
+        for k, v in settings.items()
+    ]
+    engine = " ".join(lane.get("engine") or [])  # type: ignore[arg-type]
+    if engine:
+        parts.append(f"engine `{engine}`")
+    return ", ".join(parts) or "defaults"

@@ -31,6 +31,8 @@ class MicroBatcher:
         linger_s: how long a batch that is not full waits for more jobs.
         max_batch: the most jobs in one batch.
         reserve: slots interactive jobs may use beyond the window's limit.
+        bulk_room: of the window's free slots, how many bulk jobs may take now (the lanes'
+            bulk limit); all of them by default.
     """
 
     def __init__(
@@ -41,12 +43,14 @@ class MicroBatcher:
         max_batch: int,
         *,
         reserve: int = 0,
+        bulk_room: Callable[[int], int] | None = None,
     ) -> None:
         self._window = window
         self._dispatch = dispatch
         self._linger_s = linger_s
         self._max_batch = max_batch
         self._reserve = reserve
+        self._bulk_room = bulk_room or (lambda free: free)
         self._pending: dict[Lane, deque[Job]] = {lane: deque() for lane in LANES}
         self._arrived = asyncio.Event()
 
@@ -94,7 +98,7 @@ class MicroBatcher:
             ):
                 await asyncio.sleep(self._linger_s)
             batch = self._take(INTERACTIVE, self._window.free(self._reserve), [])
-            batch = self._take(BULK, self._window.free() - len(batch), batch)
+            batch = self._take(BULK, self._bulk_room(self._window.free() - len(batch)), batch)
             if not batch:
                 continue  # the window closed during the linger
             self._window.admit(len(batch))
@@ -112,7 +116,7 @@ class MicroBatcher:
     def _admissible(self) -> bool:
         if self._pending[INTERACTIVE] and self._window.free(self._reserve) > 0:
             return True
-        return bool(self._pending[BULK]) and self._window.free() > 0
+        return bool(self._pending[BULK]) and self._bulk_room(self._window.free()) > 0
 
     async def _ready(self) -> None:
         """Waits until a queued job can be admitted."""

@@ -13,23 +13,29 @@ over, the event loop the rest), so no lock is needed.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from consumer.admission import AdmissionWindow
 from consumer.batcher import MicroBatcher
 from consumer.jobs import Job
-from consumer.lanes import BULK, LANES, Lane
+from consumer.lanes import BULK, INTERACTIVE, LANES, Lane
 from consumer.publisher import OutcomePublisher
+from consumer.settings import LaneSettings
 
 
 class LaneDemand:
     """Counts what each lane holds and answers the consumer thread's ``demand``.
 
+    It also holds the lanes' bulk limit: while the interactive lane is active (a request of
+    it in the worker, or one seen within ``hold_s``), at most ``bulk_limit`` bulk requests are
+    in flight, so the engine's batch is small enough for interactive requests to decode fast.
+
     Args:
         window: the in-flight window (its high water bounds the bulk lane).
         batcher: the jobs waiting for a slot.
         publisher: the outcomes not yet acknowledged.
-        interactive_buffer: the interactive lane's read-ahead.
+        lanes: the lane settings (read-ahead, bulk limit, hold).
     """
 
     def __init__(
@@ -37,12 +43,15 @@ class LaneDemand:
         window: AdmissionWindow,
         batcher: MicroBatcher,
         publisher: OutcomePublisher,
-        interactive_buffer: int,
+        lanes: LaneSettings,
     ) -> None:
         self._window = window
         self._batcher = batcher
         self._publisher = publisher
-        self._interactive_buffer = interactive_buffer
+        self._interactive_buffer = lanes.buffer
+        self._bulk_limit = lanes.bulk_limit
+        self._hold_s = lanes.hold_s
+        self._interactive_seen = -float("inf")
         # Every key present from the start: the other thread sums them while they change.
         self._handed_over: Counter[Lane] = Counter(dict.fromkeys(LANES, 0))  # consumer thread
         self._accepted: Counter[Lane] = Counter(dict.fromkeys(LANES, 0))  # event loop
@@ -55,6 +64,18 @@ class LaneDemand:
     def accepted(self, lane: Lane, count: int) -> None:
         """The loop took ``count`` handed-over messages of ``lane``."""
         self._accepted[lane] += count
+        if lane == INTERACTIVE:
+            self._interactive_seen = time.monotonic()
+
+    def bulk_room(self, free: int) -> int:
+        """Of ``free`` window slots, how many bulk requests may take now."""
+        if self._bulk_limit is None or not self._interactive_active():
+            return free
+        return min(free, self._bulk_limit - self._in_flight[BULK])
+
+    def _interactive_active(self) -> bool:
+        held = self._batcher.queued(INTERACTIVE) + self._in_flight[INTERACTIVE]
+        return held > 0 or time.monotonic() - self._interactive_seen < self._hold_s
 
     def admitted(self, jobs: list[Job]) -> None:
         """Jobs took window slots."""

@@ -199,6 +199,16 @@ class LaneSettings(_Section):
     buffer: int = Field(
         default=64, ge=1, description="Interactive requests held before their partitions pause."
     )
+    bulk_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bulk requests in flight at most while the interactive lane is active (an "
+        "interactive request in the worker, or one within hold_s). None: no limit, the engine's "
+        "batch stays full and an interactive request decodes in it at the full batch's pace.",
+    )
+    hold_s: float = Field(
+        default=30.0, gt=0, description="How long the lane stays active after its last request."
+    )
     engine_priority: int | None = Field(
         default=None,
         description="vLLM `priority` sent with interactive requests (lower runs sooner; the "

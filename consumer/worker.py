@@ -107,11 +107,16 @@ class Worker:
         self._lanes = lane_topics(settings.kafka.requests_topic, lanes.interactive_topic)
         reserve = lanes.reserve if lanes.interactive_topic else 0
         self._batcher = MicroBatcher(
-            self.window, self._dispatch, w.linger_ms / 1000, w.max_batch, reserve=reserve
+            self.window,
+            self._dispatch,
+            w.linger_ms / 1000,
+            w.max_batch,
+            reserve=reserve,
+            bulk_room=lambda free: self._demand.bulk_room(free),
         )
         self._partitions = PartitionRegistry()
         self._publisher = OutcomePublisher(self._partitions, self._committer, metrics)
-        self._demand = LaneDemand(self.window, self._batcher, self._publisher, lanes.buffer)
+        self._demand = LaneDemand(self.window, self._batcher, self._publisher, lanes)
         self._started = False
         self._draining = False
         self._stop = asyncio.Event()

@@ -99,3 +99,71 @@ def test_drop_removes_only_revoked_partitions() -> None:
     dropped = batcher.drop([PartitionKey("t", 1, 1)])
     assert [j.offset for j in dropped] == [1, 3]
     assert len(batcher) == 2
+
+
+def interactive(offset: int) -> Job:
+    urgent = Job(PartitionKey("now", 0, 1), offset, None, b"{}", [], 0.0)
+    urgent.lane = "interactive"
+    return urgent
+
+
+async def test_interactive_jobs_go_first_and_hold_back_bulk_jobs() -> None:
+    window = AdmissionWindow(2)
+    dispatched = Dispatched()
+    batcher = MicroBatcher(window, dispatched, 0.0, 64)
+    for i in range(4):
+        batcher.add(job(i))
+    task = asyncio.create_task(batcher.run())
+    await dispatched.until(lambda b: len(b) >= 1)  # the bulk jobs fill the window
+    for i in (100, 101, 102):
+        batcher.add(interactive(i))
+
+    window.release(2)  # two slots: both to interactive jobs, none to the waiting bulk jobs
+    await dispatched.until(lambda b: len(b) >= 2)
+    window.release(2)
+    await dispatched.until(lambda b: sum(map(len, b)) >= 5)
+
+    assert dispatched.batches[:2] == [[0, 1], [100, 101]]
+    assert dispatched.batches[2][0] == 102  # the last interactive job before any bulk one
+    assert batcher.queued("interactive") == 0
+    task.cancel()
+
+
+async def test_the_reserve_admits_interactive_jobs_into_a_full_window() -> None:
+    window = AdmissionWindow(2)
+    dispatched = Dispatched()
+    batcher = MicroBatcher(window, dispatched, 0.0, 64, reserve=1)
+    for i in range(4):
+        batcher.add(job(i))
+    task = asyncio.create_task(batcher.run())
+    await dispatched.until(lambda b: len(b) >= 1)
+
+    batcher.add(interactive(100))  # no slot frees: the reserve takes it at once
+    await dispatched.until(lambda b: len(b) >= 2)
+    batcher.add(interactive(101))  # the reserve is used up: it waits for a slot
+    await yield_to_others()
+
+    assert dispatched.batches == [[0, 1], [100]]
+    assert window.in_flight == 3
+    window.release(1)
+    await dispatched.until(lambda b: len(b) >= 3)
+    assert dispatched.batches[-1] == [101]
+    task.cancel()
+
+
+async def test_bulk_room_limits_the_bulk_jobs_admitted() -> None:
+    window = AdmissionWindow(8)
+    dispatched = Dispatched()
+    # At most 4 bulk jobs in flight (the interactive one is not counted).
+    batcher = MicroBatcher(
+        window, dispatched, 0.0, 64, bulk_room=lambda free: min(free, 4 - window.in_flight)
+    )
+    for i in range(6):
+        batcher.add(job(i))
+    batcher.add(interactive(100))
+    task = asyncio.create_task(batcher.run())
+    await dispatched.until(lambda b: len(b) >= 1)
+    await yield_to_others()
+
+    assert dispatched.batches == [[100, 0, 1, 2, 3]]
+    task.cancel()
