@@ -22,16 +22,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import render_cpu
     import render_faults
+    import render_gpu
     import render_windows
 else:  # benchmarks/ is not a package: mypy and python name these modules differently
     render_cpu = importlib.import_module("benchmarks.render_cpu")
     render_faults = importlib.import_module("benchmarks.render_faults")
+    render_gpu = importlib.import_module("benchmarks.render_gpu")
     render_windows = importlib.import_module("benchmarks.render_windows")
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "BENCHMARKS.md")
 TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
+    "gpu-run3": render_gpu.run3_table,
+    "gpu-run2": render_gpu.run2_table,
+    "gpu-run1": render_gpu.run1_table,
     "window-occupancy": render_windows.occupancy_table,
     "cache-passes": render_windows.cache_table,
     "cpu-overhead": render_cpu.overhead_table,
