@@ -39,6 +39,12 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "gpu-run1": render_gpu.run1_table,
     "window-occupancy": render_windows.occupancy_table,
     "cache-passes": render_windows.cache_table,
+    "window-vllm-sweep": render_windows.vllm_sweep_table,
+    "window-vllm-gain3": render_windows.vllm_gain3_table,
+    "window-vllm-long": render_windows.vllm_long_table,
+    "window-vllm-nostream": render_windows.vllm_nostream_table,
+    "window-ollama-sweep": render_windows.ollama_sweep_table,
+    "window-ollama-descent": render_windows.ollama_descent_table,
     "cpu-overhead": render_cpu.overhead_table,
     "exactly-once": render_cpu.exactly_once_table,
 }
