@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "BENCHMARKS.md")
 TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
+    "gpu-run4": render_gpu.run4_table,
     "gpu-run3": render_gpu.run3_table,
     "gpu-run2": render_gpu.run2_table,
     "gpu-run1": render_gpu.run1_table,

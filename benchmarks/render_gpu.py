@@ -8,6 +8,8 @@ taken between two figures of the same run folder: the machines of the runs diffe
 from __future__ import annotations
 
 import importlib
+import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -196,3 +198,44 @@ def run1_table(results: Path) -> str:
         f"worker counted {in_flight:.0f} in flight (means of the sampled gauges)."
     )
     return "\n".join([*_table(run, False, rows), "", note])
+
+
+# vLLM's periodic engine line; the schema run's lines are the ones that count deferred requests.
+_ENGINE_LINE = re.compile(
+    r"(\d\d):(\d\d):(\d\d) \[loggers\.py.*generation throughput: ([\d.]+) tokens/s, "
+    r"Running: (\d+) reqs, Waiting: (\d+) reqs, Deferred"
+)
+_ABORTED = re.compile(r"aborting in-flight requests count=(\d+)")
+_CANDIDATES = 170_000  # the production backlog the one-hour bar is set for
+
+
+def run4_table(results: Path) -> str:
+    """Run 4, real weights offline: without the schema (results) and with it (engine log)."""
+    folder = results / "gpu" / "run4"
+    data = json.loads((folder / "offline-results.json").read_text(encoding="utf-8"))
+    logs = (folder / "offline-logs.txt").read_text(encoding="utf-8")
+    free = data["offline"]["runs"]["noschema"]
+    # The first full line of the schema run still holds its ramp; the rate is read after it.
+    lines = [m.groups() for m in _ENGINE_LINE.finditer(logs)]
+    full = [g for g in lines if int(g[4]) >= 1000]
+    first, last = full[0], full[-1]
+    seconds = sum(60 ** (2 - i) * (int(last[i]) - int(first[i])) for i in range(3))
+    rate = (int(first[5]) - int(last[5])) / seconds
+    tokens = [float(g[3]) for g in full[1:]]
+    running = [int(g[4]) for g in full]
+    aborted = int(_ABORTED.findall(logs)[-1])
+    return "\n".join(
+        [
+            "| offline run (10-s engine lines for the schema) | requests | requests/s | "
+            "generated tokens/s | running | 170,000 at this rate |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| no schema (`offline-results.json`) | {free['requests']:,} | "
+            f"{free['requests_per_s']:.2f} | {free['output_tokens_per_s']:,.0f} | | "
+            f"{_CANDIDATES / free['requests_per_s'] / 3600:.1f} h |",
+            f"| evaluation schema (`offline-logs.txt`; waiting queue {int(first[5]):,} → "
+            f"{int(last[5]):,} in {seconds} s, {aborted:,} unfinished when the phase stopped) | "
+            f"{data['workload']['requests']['schema']:,} | {rate:.1f} | "
+            f"{min(tokens):,.0f}-{max(tokens):,.0f} | {min(running):,}-{max(running):,} | "
+            f"{_CANDIDATES / rate / 3600:.1f} h |",
+        ]
+    )
