@@ -22,19 +22,31 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import render_cpu
     import render_faults
+    import render_gpu
     import render_windows
 else:  # benchmarks/ is not a package: mypy and python name these modules differently
     render_cpu = importlib.import_module("benchmarks.render_cpu")
     render_faults = importlib.import_module("benchmarks.render_faults")
+    render_gpu = importlib.import_module("benchmarks.render_gpu")
     render_windows = importlib.import_module("benchmarks.render_windows")
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "BENCHMARKS.md")
 TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
+    "gpu-run4": render_gpu.run4_table,
+    "gpu-run3": render_gpu.run3_table,
+    "gpu-run2": render_gpu.run2_table,
+    "gpu-run1": render_gpu.run1_table,
     "window-occupancy": render_windows.occupancy_table,
     "cache-passes": render_windows.cache_table,
     "lanes": render_windows.lanes_table,
+    "window-vllm-sweep": render_windows.vllm_sweep_table,
+    "window-vllm-gain3": render_windows.vllm_gain3_table,
+    "window-vllm-long": render_windows.vllm_long_table,
+    "window-vllm-nostream": render_windows.vllm_nostream_table,
+    "window-ollama-sweep": render_windows.ollama_sweep_table,
+    "window-ollama-descent": render_windows.ollama_descent_table,
     "cpu-overhead": render_cpu.overhead_table,
     "exactly-once": render_cpu.exactly_once_table,
 }

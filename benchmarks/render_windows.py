@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,145 @@ def cache_table(results: Path) -> str:
     dirty = ", DIRTY TREE" if source.get("dirty") else ""
     lines += ["", f"(commit {source['commit'][:7]}{dirty}, {data['machine']['date'][:10]})"]
     return "\n".join(lines)
+
+
+def _load(results: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((results / name).read_text(encoding="utf-8"))
+    return data
+
+
+def _record(data: dict[str, Any]) -> str:
+    """Commit and date of a record; a tree with uncommitted changes is marked, with them."""
+    source = data["machine"]["source"]
+    changes = source.get("uncommitted") or []
+    dirty = ", DIRTY TREE: " + "; ".join(changes) if changes or source.get("dirty") else ""
+    return f"commit {source['commit'][:7]}{dirty}, {data['machine']['date'][:10]}"
+
+
+def _adaptive(data: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = next(r for r in data["rows"] if r["config"] == "adaptive")
+    return row
+
+
+def _limits(data: dict[str, Any]) -> str:
+    return " → ".join(f"{x:,}" for x in _adaptive(data)["window_moves"]["limits"])
+
+
+# The figures a sweep table can show, one row each: label and the cell of one config.
+_FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "steady": (
+        "requests/s (steady 10-90%)",
+        lambda r: f"{r['requests_per_s']['steady_10_90']:.1f}",
+    ),
+    "late": ("requests/s (late 50-90%)", lambda r: f"{r['requests_per_s']['late_50_90']:.1f}"),
+    "worker": (
+        "in-worker latency p50/p95 s",
+        lambda r: "{p50:.1f}/{p95:.1f}".format(**r["latency_s"]["in_worker_s"]),
+    ),
+    "engine": (
+        "engine latency p50/p95 s",
+        lambda r: "{p50:.2f}/{p95:.2f}".format(**r["latency_s"]["inference_s"]),
+    ),
+    "engine50": ("engine latency p50 s", lambda r: f"{r['latency_s']['inference_s']['p50']:.2f}"),
+}
+
+
+def sweep_table(results: Path, name: str, figures: Sequence[str], bold_best: bool) -> str:
+    """One sweep's configs as columns, ``figures`` as rows, then its ratios and record."""
+    data = _load(results, name)
+    rows, steady = data["rows"], data["ratios"]["steady_10_90"]
+    heads = [r["config"].removeprefix("fixed-") for r in rows]
+    lines = [
+        "| window | " + " | ".join(heads) + " |",
+        "| --- |" + " ---: |" * len(heads),
+    ]
+    for key in figures:
+        label, cell = _FIGURES[key]
+        cells = [cell(r) for r in rows]
+        if key == "steady" and bold_best:
+            cells = [
+                f"**{c}**" if r["config"] == steady["best_fixed"] else c
+                for c, r in zip(cells, rows, strict=True)
+            ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    late = data["ratios"]["late_50_90"]
+    lines += [
+        "",
+        f"Adaptive ÷ best fixed ({steady['best_fixed']}): {steady['adaptive_over_best_fixed']:.2f} "
+        f"steady, {late['adaptive_over_best_fixed']:.2f} late; ÷ {steady['smallest_fixed']}: "
+        f"{steady['adaptive_over_smallest_fixed']:.2f}; HTTP 503 per result "
+        f"{data['ratios']['adaptive_503_per_result']:.2f}; window limits {_limits(data)} "
+        f"(`{name}`, {_record(data)}).",
+    ]
+    return "\n".join(lines)
+
+
+def policy_table(results: Path, runs: Sequence[tuple[str, str]]) -> str:
+    """One row per (label, raw file): the best fixed window against the adaptive one."""
+    lines = [
+        "| policy | best fixed: steady / late | adaptive: steady 10-90% / late 50-90% | "
+        "adaptive ÷ best fixed | window limits | engine p50 (adaptive) | record |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for label, name in runs:
+        data = _load(results, name)
+        steady, late = data["ratios"]["steady_10_90"], data["ratios"]["late_50_90"]
+        best = next(r for r in data["rows"] if r["config"] == steady["best_fixed"])
+        adaptive = _adaptive(data)
+
+        def rates(row: dict[str, Any]) -> str:
+            rps = row["requests_per_s"]
+            return f"{rps['steady_10_90']:.1f} / {rps['late_50_90']:.1f}"
+
+        lines.append(
+            f"| {label} | {best['config']}: {rates(best)} | {rates(adaptive)} | "
+            f"{steady['adaptive_over_best_fixed']:.2f} / {late['adaptive_over_best_fixed']:.2f} | "
+            f"{_limits(data)} | {adaptive['latency_s']['inference_s']['p50']:.2f} s | "
+            f"`{name}`, {_record(data)} |"
+        )
+    return "\n".join(lines)
+
+
+def vllm_sweep_table(results: Path) -> str:
+    """The full vLLM-profile sweep of 2026-11-29 (``window_vllm.json``)."""
+    return sweep_table(results, "window_vllm.json", ("steady", "worker", "engine"), True)
+
+
+def vllm_gain3_table(results: Path) -> str:
+    """The re-run with the 3% policy (``window_vllm_gain3.json``, from a dirty tree)."""
+    return sweep_table(results, "window_vllm_gain3.json", ("steady", "late"), False)
+
+
+def ollama_sweep_table(results: Path) -> str:
+    """The Ollama-profile sweep (``window_ollama.json``)."""
+    return sweep_table(results, "window_ollama.json", ("steady", "engine50"), False)
+
+
+_BEFORE = "before (x1.5 steps, looser rule down)"
+
+
+def vllm_long_table(results: Path) -> str:
+    """Old and new policy over 120 s against a window of 512."""
+    runs = ((_BEFORE, "window_vllm_long_oldpolicy.json"), ("**now**", "window_vllm_long.json"))
+    return policy_table(results, runs)
+
+
+def vllm_nostream_table(results: Path) -> str:
+    """Old and new policy over 40 s against windows of 128 and 512."""
+    runs = (
+        (_BEFORE, "window_vllm_nostream_oldpolicy.json"),
+        ("**now**", "window_vllm_nostream.json"),
+    )
+    return policy_table(results, runs)
+
+
+def ollama_descent_table(results: Path) -> str:
+    """Old and new policy descending the Ollama profile's flat curve."""
+    runs = (
+        (_BEFORE, "window_ollama_descent_oldpolicy.json"),
+        ("**now**", "window_ollama_descent.json"),
+    )
+    return policy_table(results, runs)
 
 
 def lanes_table(results: Path) -> str:

@@ -86,3 +86,56 @@ def test_the_latest_full_run_is_shown_with_median_and_range(tmp_path: Path) -> N
     table = faults.table(tmp_path)
     assert table.startswith("3 runs of every scenario at commit aaaaaaa")
     assert "| 3 | 3,000 | 0 | 3 (1 to 5) | 1.00 (1.00) |" in table
+
+
+def test_a_gpu_end_to_end_row_comes_from_its_run_folder(tmp_path: Path) -> None:
+    gpu_run = importlib.import_module("benchmarks.gpu_run")
+    render_gpu = importlib.import_module("benchmarks.render_gpu")
+    phase = {
+        "results": 90,
+        "wall_from_start_s": 30.4,
+        "rps_from_start": 3.0,
+        "rps_steady_10_90": 3.3,
+        "out_tok_per_s_from_start": 525.0,
+    }
+    data = {
+        "offline": {"runs": {"noschema": {"requests": 100, "requests_per_s": 6.0}}},
+        "serve": {"points": [{"max_concurrency": 8, "request_throughput": 4.0}]},
+        "e2e": {"fixed8": phase},
+        "summary": {"latency_s": {"fixed8": {"engine_call": {"p50": 0.71, "p95": 1.04}}}},
+    }
+    (tmp_path / "call5-results.json").write_text(json.dumps(data))
+    logs = "===== /tmp/bench/e2e/fixed8/e2e.log\n$ publish\npublished 120 · rejected 0\n"
+    (tmp_path / "call5-logs.txt").write_text(logs)
+    run = gpu_run.Run.load(tmp_path, "call5")
+    m = run.e2e("fixed window 8 ({n} in {s:.0f} s)", "fixed8")
+    assert render_gpu.row(m, 6.0, run.best_serve(), latency=True, steady=False) == (
+        "| fixed window 8 (90 of 120 in 30 s) | 3.00 (steady 3.30) | 525 | 0.7 / 1.0 s | "
+        "0.50 | 0.75 |"
+    )
+
+
+def test_a_window_sweep_from_a_dirty_tree_is_marked(tmp_path: Path) -> None:
+    windows = importlib.import_module("benchmarks.render_windows")
+    rates = {"steady_10_90": 10.0, "late_50_90": 11.0}
+    ratio = {"best_fixed": "fixed-8", "adaptive_over_best_fixed": 1.0}
+    smallest = {"smallest_fixed": "fixed-8", "adaptive_over_smallest_fixed": 1.0}
+    data = {
+        "machine": {
+            "source": {"commit": "0123456789abcdef", "uncommitted": ["M consumer/x.py"]},
+            "date": "2026-11-29T01:50:07+00:00",
+        },
+        "rows": [
+            {"config": "fixed-8", "requests_per_s": rates},
+            {"config": "adaptive", "requests_per_s": rates, "window_moves": {"limits": [32, 8]}},
+        ],
+        "ratios": {
+            "steady_10_90": {**ratio, **smallest},
+            "late_50_90": ratio,
+            "adaptive_503_per_result": 0.0,
+        },
+    }
+    (tmp_path / "sweep.json").write_text(json.dumps(data))
+    text = windows.sweep_table(tmp_path, "sweep.json", ("steady",), False)
+    assert "| requests/s (steady 10-90%) | 10.0 | 10.0 |" in text
+    assert "commit 0123456, DIRTY TREE: M consumer/x.py, 2026-11-29" in text
