@@ -18,6 +18,7 @@ from consumer.admission import AdmissionWindow
 from consumer.jobs import Job
 from consumer.lanes import BULK, INTERACTIVE, LANES, Lane
 from consumer.partitions import PartitionKey
+from consumer.settings import LaneSettings, WindowSettings
 
 Dispatch = Callable[[list[Job]], None]
 
@@ -53,6 +54,22 @@ class MicroBatcher:
         self._bulk_room = bulk_room or (lambda free: free)
         self._pending: dict[Lane, deque[Job]] = {lane: deque() for lane in LANES}
         self._arrived = asyncio.Event()
+
+    @classmethod
+    def configured(
+        cls,
+        window: AdmissionWindow,
+        dispatch: Dispatch,
+        settings: WindowSettings,
+        lanes: LaneSettings,
+        bulk_room: Callable[[int], int],
+    ) -> MicroBatcher:
+        """The batcher ``settings`` and ``lanes`` configure (a reserve only with the lane)."""
+        reserve = lanes.reserve if lanes.interactive_topic else 0
+        linger_s = settings.linger_ms / 1000
+        return cls(
+            window, dispatch, linger_s, settings.max_batch, reserve=reserve, bulk_room=bulk_room
+        )
 
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._pending.values())

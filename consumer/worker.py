@@ -105,14 +105,8 @@ class Worker:
         self.monitor = EngineMonitor(backend, self._circuit, self.window, metrics)
         lanes = settings.lanes
         self._lanes = lane_topics(settings.kafka.requests_topic, lanes.interactive_topic)
-        reserve = lanes.reserve if lanes.interactive_topic else 0
-        self._batcher = MicroBatcher(
-            self.window,
-            self._dispatch,
-            w.linger_ms / 1000,
-            w.max_batch,
-            reserve=reserve,
-            bulk_room=lambda free: self._demand.bulk_room(free),
+        self._batcher = MicroBatcher.configured(
+            self.window, self._dispatch, w, lanes, lambda free: self._demand.bulk_room(free)
         )
         self._partitions = PartitionRegistry()
         self._publisher = OutcomePublisher(self._partitions, self._committer, metrics)
