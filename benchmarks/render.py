@@ -49,6 +49,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "window-ollama-descent": render_windows.ollama_descent_table,
     "cpu-overhead": render_cpu.overhead_table,
     "exactly-once": render_cpu.exactly_once_table,
+    "http-clients": render_cpu.http_clients_table,
 }
 _BLOCK = re.compile(r"(<!-- render:([\w-]+) -->\n)(.*?)(<!-- /render:\2 -->)", re.S)
 

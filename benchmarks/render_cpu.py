@@ -62,3 +62,29 @@ def _value(case: dict[str, Any], group: str, field: str) -> float:
     """One figure of a case; the CPU figure is the worker's."""
     value = case[group][field]
     return float(value["worker"] if isinstance(value, dict) else value)
+
+
+_CLIENTS = {
+    "httpx": "httpx (its own pool)",
+    "aiohttp": "aiohttp",
+    "httpx over aiohttp": (
+        "httpx API over aiohttp's pool (`httpx-aiohttp`, what the worker uses now)"
+    ),
+}
+
+
+def http_clients_table(results: Path) -> str:
+    """The HTTP clients side by side (``http_clients.json``)."""
+    data = json.loads((results / "http_clients.json").read_text(encoding="utf-8"))
+    levels = sorted(data["by_concurrency"], key=int)
+    header = " | ".join(f"{c} concurrent: req/s, CPU µs/call" for c in levels)
+    lines = [f"| HTTP client | {header} |", "| --- |" + " ---: |" * len(levels)]
+    for key, label in _CLIENTS.items():
+        cells = [data["by_concurrency"][c][key] for c in levels]
+        figures = " | ".join(
+            f"{cell['requests_per_s']:,.0f}, {cell['cpu_us_per_call']:,.0f}" for cell in cells
+        )
+        lines.append(f"| {label} | {figures} |")
+    if "machine" not in data:
+        lines += ["", "(the raw file records no commit or date: it predates provenance)"]
+    return "\n".join(lines)

@@ -219,9 +219,9 @@ def lanes_table(results: Path) -> str:
         idle, load, ratios = lane["idle"], lane["load"], lane["ratios"]
         lines.append(
             f"| {_lane_label(name, lane)} | {idle['p50_s']:.2f} / {load['p50_s']:.2f} | "
-            f"{ratios['interactive_p50_load_over_idle']:.1f} | "
+            f"{ratios['interactive_p50_load_over_idle']:.2f} | "
             f"{idle['p95_s']:.2f} / {load['p95_s']:.2f} | "
-            f"{ratios['interactive_p95_load_over_idle']:.1f} | "
+            f"{ratios['interactive_p95_load_over_idle']:.2f} | "
             f"{lane['bulk_results_per_s']:.1f} | {ratios['bulk_with_lane_over_without']:.2f} |"
         )
     no_lane = data["no_lane"]
