@@ -8,6 +8,8 @@ One function per row returns its panels, as in ``traffic.py``. A counter with a 
 from __future__ import annotations
 
 from deploy.grafana.panels import (
+    PER_INSTANCE,
+    PER_WORKER,
     Panel,
     big_number,
     graph,
@@ -20,9 +22,7 @@ from deploy.grafana.panels import (
     vllm,
 )
 
-_PER_INSTANCE = "{{instance}}"
 _PER_REASON = "{{reason}}"
-_PER_WORKER = "{{worker}}"
 _GPU = "{{worker}} GPU {{gpu}}"
 _LOOKUPS = "evalstream_cache_lookups_total"
 
@@ -97,7 +97,7 @@ def _rejected() -> list[Panel]:
             "Expired requests",
             "Requests published as error results without an engine call because their deadline "
             "had passed, per worker: the backlog is older than the deadlines producers set.",
-            [query(rate(series("evalstream_expired_total"), by="worker"), _PER_WORKER)],
+            [query(rate(series("evalstream_expired_total"), by="worker"), PER_WORKER)],
             unit="reqps",
             width=12,
         ),
@@ -110,7 +110,7 @@ def engine() -> list[Panel]:
         big_number(
             "Engine up",
             "Engine health check, per worker.",
-            query(total(series("evalstream_engine_up"), by="worker", agg="max"), _PER_WORKER),
+            query(total(series("evalstream_engine_up"), by="worker", agg="max"), PER_WORKER),
             thresholds=steps(("red", None), ("green", 1)),
             states={"0": ("DOWN", "red"), "1": ("UP", "green")},
         ),
@@ -118,14 +118,14 @@ def engine() -> list[Panel]:
             "Circuit",
             "Open after consecutive connection failures: the worker admits nothing until the "
             "engine's health check answers again.",
-            query(total(series("evalstream_circuit_open"), by="worker", agg="max"), _PER_WORKER),
+            query(total(series("evalstream_circuit_open"), by="worker", agg="max"), PER_WORKER),
             thresholds=steps(("green", None), ("red", 1)),
             states={"0": ("closed", "green"), "1": ("OPEN", "red")},
         ),
         graph(
             "Engine queue (worker view)",
             "Requests waiting inside the engine as the worker's window controller read it (vLLM).",
-            [query(total(series("evalstream_engine_waiting_requests"), by="worker"), _PER_WORKER)],
+            [query(total(series("evalstream_engine_waiting_requests"), by="worker"), PER_WORKER)],
         ),
         *_vllm(),
         *_result_cache(),
@@ -151,7 +151,7 @@ def _vllm() -> list[Panel]:
             "vLLM KV cache usage",
             "Share of the KV cache in use, per engine (vllm:kv_cache_usage_perc; "
             "vllm:gpu_cache_usage_perc on vLLM before V1).",
-            [query(total(kv_cache, by="instance", agg="max"), _PER_INSTANCE)],
+            [query(total(kv_cache, by="instance", agg="max"), PER_INSTANCE)],
             unit="percentunit",
             bounds=(0, 1),
         ),
@@ -159,14 +159,14 @@ def _vllm() -> list[Panel]:
             "vLLM prefix cache hit rate",
             "Prompt tokens served from the prefix cache: high when candidates of the same job "
             "share the job description prefix.",
-            [query(f"{hits} / {prefix_queries}", _PER_INSTANCE)],
+            [query(f"{hits} / {prefix_queries}", PER_INSTANCE)],
             unit="percentunit",
             bounds=(0, 1),
         ),
         graph(
             "vLLM generation tokens/s",
             "Tokens generated per second as vLLM counts them, all clients included.",
-            [query(rate(vllm("vllm:generation_tokens_total"), by="instance"), _PER_INSTANCE)],
+            [query(rate(vllm("vllm:generation_tokens_total"), by="instance"), PER_INSTANCE)],
         ),
     ]
 

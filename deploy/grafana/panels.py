@@ -29,6 +29,10 @@ Target = prometheus.Dataquery
 Query = Builder[variants.Dataquery]
 Panel = Builder[model.Panel]
 
+# Legends of series split by a label.
+PER_INSTANCE = "{{instance}}"
+PER_WORKER = "{{worker}}"
+
 
 def series(metric: str, *, model: bool = False, match: str = "") -> str:
     """``metric`` filtered by the worker variables (and the model, and ``match``)."""

@@ -8,6 +8,7 @@ the catalogue in ``consumer/metrics.py``. The rows about what goes wrong are in 
 from __future__ import annotations
 
 from deploy.grafana.panels import (
+    PER_WORKER,
     Panel,
     big_number,
     graph,
@@ -25,9 +26,7 @@ from deploy.grafana.panels import (
 COMPLETED = "evalstream_completed_total"
 LAG = "evalstream_consumer_lag_messages"
 _ERROR = 'status="error"'
-_PER_INSTANCE = "{{instance}}"
 _PER_MODEL = "{{model}}"
-_PER_WORKER = "{{worker}}"
 
 
 def overview() -> list[Panel]:
@@ -271,13 +270,13 @@ def per_worker() -> list[Panel]:
         graph(
             "Throughput by worker",
             "Results per second, per worker: uneven values mean uneven partitions or a slow GPU.",
-            [query(rate(series(COMPLETED, model=True), by="worker"), _PER_WORKER)],
+            [query(rate(series(COMPLETED, model=True), by="worker"), PER_WORKER)],
             unit="reqps",
         ),
         graph(
             "Backlog by worker",
             "Consumer lag of each worker's assigned partitions.",
-            [query(total(series(LAG), by="worker"), _PER_WORKER)],
+            [query(total(series(LAG), by="worker"), PER_WORKER)],
         ),
         graph(
             "p95 end-to-end latency by worker",
@@ -285,7 +284,7 @@ def per_worker() -> list[Panel]:
             [
                 query(
                     quantile(0.95, "evalstream_end_to_end_latency_seconds", by="worker, le"),
-                    _PER_WORKER,
+                    PER_WORKER,
                 )
             ],
             unit="s",
@@ -307,7 +306,7 @@ def per_worker() -> list[Panel]:
                         f"deriv({series('evalstream_committed_offset')}[$__rate_interval])",
                         by="worker",
                     ),
-                    _PER_WORKER,
+                    PER_WORKER,
                 )
             ],
             width=24,

@@ -62,3 +62,14 @@ def pipeline_factory(
     yield create
     for pipeline in pipelines:
         pipeline.stop()
+
+
+@pytest.fixture
+def topics(topic_factory: Callable[..., str], group_factory: Callable[..., str]) -> Topics:
+    """Fresh topics (two partitions each, one for dead letters) and group for one worker."""
+    return Topics(
+        requests=topic_factory(2, prefix="requests"),
+        results=topic_factory(2, prefix="results"),
+        dlq=topic_factory(1, prefix="dlq"),
+        group=group_factory(),
+    )

@@ -24,17 +24,6 @@ Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 PAST = "2020-01-01T00:00:00Z"
 
 
-@pytest.fixture
-def topics(topic_factory: Callable[..., str], group_factory: Callable[..., str]) -> Topics:
-    """Fresh topics and group for one worker."""
-    return Topics(
-        requests=topic_factory(2, prefix="requests"),
-        results=topic_factory(2, prefix="results"),
-        dlq=topic_factory(1, prefix="dlq"),
-        group=group_factory(),
-    )
-
-
 def late_request(i: int) -> bytes:
     """A request whose own ``deadline`` field has passed."""
     return json.dumps(json.loads(request_json(i)) | {"deadline": PAST}).encode()

@@ -30,17 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 BULK, INTERACTIVE, WINDOW = 400, 3, 8
 
 
-@pytest.fixture
-def topics(topic_factory: Callable[..., str], group_factory: Callable[..., str]) -> Topics:
-    """Fresh topics and group for one worker."""
-    return Topics(
-        requests=topic_factory(2, prefix="requests"),
-        results=topic_factory(2, prefix="results"),
-        dlq=topic_factory(1, prefix="dlq"),
-        group=group_factory(),
-    )
-
-
 def interactive_request(i: int) -> bytes:
     return json.dumps(json.loads(request_json(i)) | {"id": f"now-{i}"}).encode()
 

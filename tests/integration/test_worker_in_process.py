@@ -30,17 +30,6 @@ PARTITIONS = 2
 VALID = 30
 
 
-@pytest.fixture
-def topics(topic_factory: Callable[..., str], group_factory: Callable[..., str]) -> Topics:
-    """Fresh topics and group for one worker."""
-    return Topics(
-        requests=topic_factory(PARTITIONS, prefix="requests"),
-        results=topic_factory(PARTITIONS, prefix="results"),
-        dlq=topic_factory(1, prefix="dlq"),
-        group=group_factory(),
-    )
-
-
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 async def test_an_in_process_worker_answers_every_request_and_commits_it(
     guarantee: str,
