@@ -39,34 +39,51 @@ else:  # benchmarks/ is not a package: mypy and python name these modules differ
     reporting = importlib.import_module("benchmarks.reporting")
 
 SLOTS = 4
-# Each slot holds a ~2,000-token prompt and the schema's reply bound (2,329 tokens).
-SLOT_CONTEXT = 6144
+# Each slot holds a prompt (~2,000 synthetic tokens are up to ~4,000 of SmolLM2's) and the
+# schema's reply bound (2,329 tokens); a request that still does not fit is a dead letter.
+SLOT_CONTEXT = 8192
 
 
-def collect(bootstrap: str, topic: str, count: int, timeout: float) -> list[dict[str, Any]]:
-    """The first result of each of ``count`` requests on ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.reader"})
-    partitions = range(harness.PARTITIONS)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+def collect(
+    bootstrap: str, topics: Any, count: int, timeout: float
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The first result of each request and the dead letters (key -> reason), ``count`` in all."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topics.results}.reader"})
+    assigned = [
+        TopicPartition(topics.results, p, OFFSET_BEGINNING) for p in range(harness.PARTITIONS)
+    ]
+    consumer.assign([*assigned, TopicPartition(topics.dlq, 0, OFFSET_BEGINNING)])
     results: dict[str, dict[str, Any]] = {}
+    dead: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     try:
-        while len(results) < count:
+        while len(results) + len(dead) < count:
             if time.monotonic() > deadline:
-                raise SystemExit(f"only {len(results)} of {count} results in {timeout:.0f} s")
+                raise SystemExit(f"only {len(results) + len(dead)} of {count} in {timeout:.0f} s")
             for message in consumer.consume(500, 0.5):
-                if message.error() is None and message.value():
-                    result = json.loads(message.value() or b"{}")
-                    result["_at"] = message.timestamp()[1] / 1000.0
-                    results.setdefault(result["id"], result)
+                if message.error() is not None or not message.value():
+                    continue
+                if message.topic() == topics.dlq:
+                    headers = dict(message.headers() or [])
+                    raw = headers.get("evalstream.error.reason") or b""
+                    reason = raw.decode() if isinstance(raw, bytes) else raw
+                    dead.setdefault((message.key() or b"").decode(), reason)
+                    continue
+                result = json.loads(message.value() or b"{}")
+                result["_at"] = message.timestamp()[1] / 1000.0
+                results.setdefault(result["id"], result)
     finally:
         consumer.close()
-    return list(results.values())
+    return list(results.values()), dead
 
 
-def summary(results: list[dict[str, Any]], published_at: float) -> dict[str, Any]:
-    """Ok share, failure reasons, tokens per reply, engine calls per result, rate."""
+def summary(
+    results: list[dict[str, Any]], dead: dict[str, str], published_at: float
+) -> dict[str, Any]:
+    """Ok share (of results), failure reasons, tokens per reply, calls per result, rate."""
     reasons: dict[str, int] = {}
+    for reason in dead.values():
+        reasons[f"dead_letter:{reason}"] = reasons.get(f"dead_letter:{reason}", 0) + 1
     for result in results:
         key = "ok" if result["status"] == "ok" else result["error"]["reason"]
         reasons[key] = reasons.get(key, 0) + 1
@@ -75,8 +92,9 @@ def summary(results: list[dict[str, Any]], published_at: float) -> dict[str, Any
     last = max(r["_at"] for r in results)
     return {
         "results": len(results),
+        "dead_letters": len(dead),
         "by_outcome": reasons,
-        "ok_share": reasons.get("ok", 0) / len(results),
+        "ok_share_of_results": reasons.get("ok", 0) / len(results),
         "completion_tokens": {
             "mean": statistics.fmean(tokens),
             "p50": statistics.median(tokens),
@@ -121,8 +139,8 @@ def main() -> None:
         bench.worker(topics, url, "openai", "--model", SERVED_MODEL)
         published_at = time.time()
         harness.publish(bench.bootstrap, topics.requests, path)
-        results = collect(bench.bootstrap, topics.results, args.requests, 3600)
-        report["summary"] = summary(results, published_at)
+        results, dead = collect(bench.bootstrap, topics, args.requests, 3600)
+        report["summary"] = summary(results, dead, published_at)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["summary"], indent=1))
 
