@@ -92,8 +92,10 @@ class Evaluator:
         self._on_overload = on_overload or (lambda: None)
         self._cache = cache
         self._interactive_priority = interactive_priority
-        self._schema = evaluation_schema() if engine.structured_output else None
-        self._max_tokens = engine.max_tokens or default_max_tokens(self._schema)
+        bounded = evaluation_schema() if engine.structured_output else None
+        self._schema = evaluation_schema(engine.string_bounds) if bounded is not None else None
+        # The validator keeps the bounds either way, so a reply it accepts always fits.
+        self._max_tokens = engine.max_tokens or default_max_tokens(bounded)
         bound = reply_token_bound(self._schema) if self._schema else None
         if bound and self._max_tokens < bound:
             log.warning(

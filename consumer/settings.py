@@ -109,6 +109,11 @@ class EngineSettings(_Section):
         "list of prompts per micro-batch.",
     )
     structured_output: bool = True
+    string_bounds: bool = Field(
+        default=True,
+        description="Send the evaluation schema's string lengths (maxLength) to the engine's "
+        "grammar. Off, the grammar is smaller and replies are still validated against them.",
+    )
     max_tokens: int | None = Field(
         default=None,
         ge=1,

@@ -82,6 +82,18 @@ def metric_sums(text: str | None, prefix: str = "") -> dict[str, float]:
     return sums
 
 
+def label_sums(text: str | None, name: str, label: str) -> dict[str, float]:
+    """Samples of metric ``name`` summed by the value of one of their labels."""
+    pattern = re.compile(label + r'="([^"]*)"')
+    sums: dict[str, float] = {}
+    for sample, labels, value in _SAMPLE.findall(text or ""):
+        match = pattern.search(labels or "")
+        if sample != name or match is None:
+            continue
+        sums[match.group(1)] = sums.get(match.group(1), 0.0) + float(value)
+    return sums
+
+
 def histogram_quantiles(
     text: str | None, name: str, quantiles: Iterable[float] = (50, 95, 99)
 ) -> dict[str, float | None]:

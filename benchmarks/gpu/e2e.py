@@ -142,6 +142,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--structured-output", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--extra-body", default="{}", help="EVALSTREAM_ENGINE__EXTRA_BODY")
     p.add_argument("--max-tokens", type=int, help="worker's default (the schema's bound)")
+    p.add_argument(
+        "--string-bounds",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the schema's string lengths in the engine's grammar (engine.string_bounds)",
+    )
     p.add_argument("--temperature", type=float, help="worker's default (0)")
     p.add_argument("--metrics-port", type=int, default=9400, help="worker i uses this + i")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for results")

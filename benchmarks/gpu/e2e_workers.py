@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from benchlib import http_text, metric_sums
+from benchlib import http_text, label_sums, metric_sums
 from measure import VLLM_GAUGES, add_up, engine_metrics
 
 DEFAULT_ENGINE = "http://127.0.0.1:8000"
@@ -89,6 +89,7 @@ def consumer_env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
     env["EVALSTREAM_ENGINE__STRUCTURED_OUTPUT"] = "true" if args.structured_output else "false"
     env["EVALSTREAM_ENGINE__EXTRA_BODY"] = args.extra_body
+    env["EVALSTREAM_ENGINE__STRING_BOUNDS"] = "true" if args.string_bounds else "false"
     if args.max_tokens is not None:
         env["EVALSTREAM_ENGINE__MAX_TOKENS"] = str(args.max_tokens)
     if args.temperature is not None:
@@ -133,4 +134,10 @@ def sample(specs: list[dict[str, Any]], series: dict[str, list[float]]) -> None:
 def worker_counts(spec: dict[str, Any], text: str | None, rc: int | None) -> dict[str, Any]:
     """What one worker did, from its metrics at the end of the run."""
     sums = metric_sums(text, "evalstream_")
-    return spec | {"exit_early": rc} | {name: sums.get(name) for name in WORKER_COUNTS}
+    counts = spec | {"exit_early": rc} | {name: sums.get(name) for name in WORKER_COUNTS}
+    # Why engine calls were repeated (repairs are "invalid_output"), and what was invalid.
+    counts["retries_by_reason"] = label_sums(text, "evalstream_retries_total", "reason")
+    counts["invalid_outputs_by_reason"] = label_sums(
+        text, "evalstream_invalid_outputs_total", "reason"
+    )
+    return counts

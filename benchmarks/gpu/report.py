@@ -134,7 +134,18 @@ def e2e_entry(data: dict[str, Any] | None) -> dict[str, Any] | None:
         "repeated_calls": stats.get("repeated_calls"),
         "output_tokens": stats.get("completion_tokens"),
         "window_moves": data.get("window_moves"),
+        "retries_by_reason": _by_label(data, "retries_by_reason"),
+        "invalid_outputs_by_reason": _by_label(data, "invalid_outputs_by_reason"),
     }
+
+
+def _by_label(data: dict[str, Any], key: str) -> dict[str, float]:
+    """A per-reason count summed over the run's workers."""
+    total: dict[str, float] = {}
+    for worker in data.get("workers") or []:
+        for reason, value in (worker.get(key) or {}).items():
+            total[reason] = total.get(reason, 0.0) + value
+    return total
 
 
 E2E_ORDER = ("noschema", "adaptive128", "fixed128", "fixed8", "adaptive", "2gpu")
@@ -251,17 +262,23 @@ def best_fixed(e2e: dict[str, Any], pattern: str) -> tuple[str | None, float | N
     return max(runs, key=lambda run: run[1] or 0, default=(None, None))
 
 
-def production(e2e: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any] | None:
+def production(
+    e2e: dict[str, Any], runs: dict[str, Any], variant: str = ""
+) -> dict[str, Any] | None:
     """The production path (native requests, the schema, default settings) against its ceilings.
 
+    ``variant`` "nobounds": the schema without string lengths in the grammar (e2e
+    ``adaptive-nobounds`` and ``schema-nobounds-fixedN`` against offline ``schema_nobounds``).
     Rates are steady (10-90% of the results); ``*_from_start`` include the worker's start-up.
     """
-    prod, off = e2e.get("adaptive"), runs.get("schema") or {}
+    suffix = f"-{variant}" if variant else ""
+    prod = e2e.get(f"adaptive{suffix}")
+    off = runs.get(f"schema_{variant}" if variant else "schema") or {}
     if not prod:
         return None
     steady = prod["rps_steady_10_90"]
     ok_share = prod.get("ok_share")
-    fixed_name, fixed_rps = best_fixed(e2e, "schema-fixed")
+    fixed_name, fixed_rps = best_fixed(e2e, f"schema{suffix}-fixed")
     plain_name, plain_rps = best_fixed(e2e, "fixed")
     plain = e2e.get("noschema") or {}
     return {
@@ -281,6 +298,8 @@ def production(e2e: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any] | No
         "best_fixed": fixed_name,
         "passthrough_adaptive_over_best_fixed": ratio(plain.get("rps_steady_10_90"), plain_rps),
         "passthrough_best_fixed": plain_name,
+        "retries_by_reason": prod.get("retries_by_reason"),
+        "invalid_outputs_by_reason": prod.get("invalid_outputs_by_reason"),
         "window_moves": prod.get("window_moves"),
     }
 
@@ -335,6 +354,7 @@ def build(results: Path) -> dict[str, Any]:
     if adaptive:
         summary["adaptive_schema"] = adaptive_summary(adaptive, runs.get("schema") or {})
     summary["production"] = production(e2e, runs)
+    summary["production_nobounds"] = production(e2e, runs, "nobounds")
     summary["structured_output_cost"] = so_cost(runs, e2e)
     summary["scaling"] = scaling(e2e)
     summary["gap_to_serve"] = gap(direct, points, e2e)

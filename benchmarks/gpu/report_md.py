@@ -60,7 +60,7 @@ def _e2e_row(name: str, e: dict[str, Any]) -> str:
         f"e2e p50/p95 {fmt(lat.get('p50'), 1)}/{fmt(lat.get('p95'), 1)} s, "
         f"engine p50/p95 {fmt(eng.get('p50'), 1)}/{fmt(eng.get('p95'), 1)} s, "
         f"calls/result {fmt(e.get('engine_calls_per_result'))}, DLQ {e.get('dead_letters')}, "
-        f"errors {e.get('errors') or {}}"
+        f"errors {e.get('errors') or {}}, retries {e.get('retries_by_reason') or {}}"
     )
     moves = e.get("window_moves") or []
     if moves:

@@ -18,6 +18,8 @@
 #   e2e-fixed128  the same with a fixed window of 128;  e2e-adaptive128: adaptive, starting at 128
 #   e2e-fixedN    any fixed window N (e2e-fixed256, e2e-fixed512, ...), $N_E2E requests
 #   e2e-schema-fixedN  as e2e-adaptive with a fixed window of N, $N_ADAPTIVE requests
+#   e2e-schema-nobounds-fixedN, e2e-adaptive-nobounds  the same with engine.string_bounds false
+#                 (the grammar without the strings' maxLength; offline run schema_nobounds)
 #   e2e-fixed8    worker, fixed window of 8, same requests as e2e-noschema, $N_FIXED8 of them
 #   e2e-adaptive  the production path: native requests, the schema, the worker's defaults
 #                 (adaptive window, max_tokens from the schema, temperature 0), $N_ADAPTIVE
@@ -190,6 +192,7 @@ phase_offline() {
     $(for run in $OFFLINE_RUNS; do case $run in
         noschema) echo "--run noschema:$W/prompts-noschema.jsonl:$N_E2E" ;;
         schema) echo "--run schema:$W/prompts-schema.jsonl:$N_OFFLINE_SCHEMA" ;;
+        schema_nobounds) echo "--run schema_nobounds:$W/prompts-schema.jsonl:$N_OFFLINE_SCHEMA" ;;
       esac; done) \
     --schema "$W/schema.json" --schema-max-tokens "$(schema_max_tokens)" --output-json "$RES/offline.json" \
     -- --model "$MODEL_DIR" $ENGINE_BASE --structured-outputs-config "$SO_CONFIG" > "$LOG/offline.log" 2>&1
@@ -247,11 +250,12 @@ phase_server2_stop() { stop_server 2; }
 
 phase_kafka_start() {
   (exec 3<>/dev/tcp/127.0.0.1/"$KAFKA_PORT") 2>/dev/null && { say "kafka already up"; return 0; }
+  rm -f "$B/kafka.pid"   # a stale one would read as a broker that died at once
   PYTHONPATH=$OURS setsid bash -c "echo \$\$ > $B/kafka.pid; exec python3 -m consumer.local kafka \
     --data-dir $B/kafka --port $KAFKA_PORT" > "$LOG/kafka.log" 2>&1 < /dev/null &
   local until=$(( $(date +%s) + 90 ))
   until grep -q "^bootstrap=" "$LOG/kafka.log" 2>/dev/null; do
-    if [ "$(date +%s)" -gt "$until" ] || ! kill -0 "$(cat "$B/kafka.pid" 2>/dev/null)" 2>/dev/null; then
+    if [ "$(date +%s)" -gt "$until" ] || { [ -f "$B/kafka.pid" ] && ! kill -0 "$(cat "$B/kafka.pid")" 2>/dev/null; }; then
       say "kafka did not start"; tail -30 "$LOG/kafka.log"; tail -30 "$B/kafka/broker.log"; exit 5
     fi
     sleep 1
@@ -337,6 +341,11 @@ e2e_schema_fixed() {  # WINDOW
     ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"} --window-policy fixed --window "$1" \
     --window-max "$1"
 }
+e2e_schema_nobounds_fixed() {  # WINDOW: the same without the strings' lengths in the grammar
+  e2e "schema-nobounds-fixed$1" "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema_nobounds \
+    --structured-output --no-string-bounds ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"} \
+    --window-policy fixed --window "$1" --window-max "$1"
+}
 phase_e2e_adaptive128() {
   e2e adaptive128 "$N_E2E" "$W/requests-noschema.jsonl" noschema --no-structured-output \
     --window-policy adaptive --window 128
@@ -345,6 +354,12 @@ phase_e2e_adaptive128() {
 phase_e2e_adaptive() {
   e2e adaptive "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
     ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
+}
+
+# The production path with engine.string_bounds false (the grammar without maxLength).
+phase_e2e_adaptive_nobounds() {
+  e2e adaptive-nobounds "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema_nobounds \
+    --structured-output --no-string-bounds ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
 }
 
 # Two engines, one consumer group: worker i on engine i; as e2e-noschema otherwise. Results are
@@ -362,14 +377,14 @@ phase_e2e_2gpu() {
 declare -A COST=([bundle]=90 [model]=60 [setup]=90 [offline]=240 [server-start]=5 [server-wait]=60
   [server-stop]=30 [server2-start]=5 [server2-wait]=60 [server2-stop]=30 [kafka-start]=60
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
-  [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-2gpu]=150)
+  [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-adaptive-nobounds]=150 [e2e-2gpu]=150)
 
 # Not through py(): $! must be python's own pid, or the kill at exit leaves the sampler running.
 PYTHONPATH=$OURS python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>> "$LOG/gpu-sample.log" &
 SAMPLER=$!
 for phase in "$@"; do
-  if [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-(schema-)?fixed([0-9]+)$ ]]; then
-    run=(e2e_${BASH_REMATCH[1]:+schema_}fixed "${BASH_REMATCH[2]}"); cost=120
+  if [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-(schema-(nobounds-)?)?fixed([0-9]+)$ ]]; then
+    run=(e2e_${BASH_REMATCH[1]:+schema_}${BASH_REMATCH[2]:+nobounds_}fixed "${BASH_REMATCH[3]}"); cost=120
   else
     [ -n "${COST[$phase]:-}" ] || { say "unknown phase $phase"; exit 2; }
     run=("phase_${phase//-/_}"); cost=${COST[$phase]}

@@ -13,12 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.backends.openai import OpenAIBackend
-from consumer.evaluator import Evaluator
+from consumer.evaluator import Evaluator, default_max_tokens
 from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, Route
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey
-from consumer.prompts import PromptTemplate
+from consumer.prompts import PromptTemplate, evaluation_schema
 from consumer.records import Outcome
 from consumer.result_cache import CachedReply, ResultCache
 from consumer.schemas import (
@@ -70,7 +70,10 @@ def make_job(i: int = 0) -> Job:
 
 
 def evaluator(
-    handler: Callable[[httpx.Request], httpx.Response], *, api: str = "chat"
+    handler: Callable[[httpx.Request], httpx.Response],
+    *,
+    api: str = "chat",
+    string_bounds: bool = True,
 ) -> Evaluator:
     client = httpx.AsyncClient(base_url="http://engine", transport=httpx.MockTransport(handler))
     backend = OpenAIBackend(client, api=api)  # type: ignore[arg-type]
@@ -83,7 +86,7 @@ def evaluator(
         FailurePolicy(retry, circuit),
         circuit,
         metrics,
-        EngineSettings(model="m", api=api),
+        EngineSettings(model="m", api=api, string_bounds=string_bounds),
         "w",
         batches=api == "completions",
     )
@@ -170,6 +173,27 @@ async def test_default_max_tokens_fits_the_longest_reply_the_schema_allows() -> 
     text = json.dumps(longest, separators=(",", ":"))
     assert bodies[0]["max_tokens"] >= len(text)  # one token per character at worst
     assert EvaluationResult.model_validate_json(outcome.value or b"").status == "ok"
+
+
+async def test_without_string_bounds_the_grammar_loses_them_and_validation_keeps_them() -> None:
+    bodies: list[dict[str, Any]] = []
+    too_long = {**GOOD, "strengths": ["s" * (POINT_CHARS + 1)]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=chat_reply(json.dumps(too_long)))
+
+    (outcome,) = await run(evaluator(handler, string_bounds=False), [make_job()])
+    sent = json.dumps(bodies[0]["response_format"])
+    assert "maxLength" not in sent
+    assert "maxItems" in sent
+    # max_tokens still comes from the bounded schema: a reply the validator accepts fits.
+    assert bodies[0]["max_tokens"] == default_max_tokens(evaluation_schema())
+    result = EvaluationResult.model_validate_json(outcome.value or b"")
+    assert len(bodies) == 2  # the over-long point failed validation and was repaired once
+    assert result.status == "error"
+    assert result.error is not None
+    assert "strengths" in result.error.message
 
 
 async def test_raw_control_characters_inside_strings_are_accepted() -> None:
