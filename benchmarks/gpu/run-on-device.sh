@@ -389,6 +389,10 @@ for phase in "$@"; do
     [ -n "${COST[$phase]:-}" ] || { say "unknown phase $phase"; exit 2; }
     run=("phase_${phase//-/_}"); cost=${COST[$phase]}
   fi
+  # SKIP_DONE=1 (a spare call): an e2e phase whose result is already there is not run again.
+  if [ "${SKIP_DONE:-0}" = 1 ] && [[ $phase =~ ^e2e- ]] && [ -f "$RES/$phase.json" ]; then
+    say "done before: $phase"; continue
+  fi
   fits "$cost" "$phase" || continue
   say "== $phase"
   t=$(date +%s.%N)
