@@ -23,17 +23,21 @@ if TYPE_CHECKING:
     import render_cpu
     import render_faults
     import render_gpu
+    import render_production
     import render_windows
 else:  # benchmarks/ is not a package: mypy and python name these modules differently
     render_cpu = importlib.import_module("benchmarks.render_cpu")
     render_faults = importlib.import_module("benchmarks.render_faults")
     render_gpu = importlib.import_module("benchmarks.render_gpu")
+    render_production = importlib.import_module("benchmarks.render_production")
     render_windows = importlib.import_module("benchmarks.render_windows")
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "BENCHMARKS.md")
 TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
+    "gpu-run5": render_production.run5_table,
+    "gpu-run5-projection": render_production.projection_table,
     "gpu-run4": render_gpu.run4_table,
     "gpu-run3": render_gpu.run3_table,
     "gpu-run2": render_gpu.run2_table,

@@ -23,6 +23,7 @@ WORKER_GAUGES = (
     "evalstream_in_flight_requests",
     "evalstream_buffered_requests",
     "evalstream_paused_partitions",
+    "evalstream_gpu_utilization_ratio",  # the worker's NVML gauge (--gpu), where NVML loads
 )
 # Sampled per worker as well when there are several (the GPU gauge only with --gpu and NVML).
 PER_WORKER_GAUGES = (

