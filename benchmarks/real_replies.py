@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import statistics
 import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.engines.builds import SERVED_MODEL, cached_llama_server, ensure_smollm2_model
@@ -75,6 +77,27 @@ def collect(
     finally:
         consumer.close()
     return list(results.values()), dead
+
+
+_METRICS_URL = re.compile(r"metrics on (http://\S+/metrics)")
+_BY_REASON = re.compile(r'^(evalstream_\w+_total)\{[^}]*reason="([^"]+)"[^}]*\}\s+(\S+)', re.M)
+
+
+def calls_by_reason(log: Path) -> dict[str, dict[str, float]]:
+    """The worker's retries (repairs are ``invalid_output``) and invalid outputs, by reason.
+
+    Read from its /metrics, whose address it logs at start-up; each engine call beyond the
+    first of a request is one retry.
+    """
+    found = _METRICS_URL.search(log.read_text(errors="replace"))
+    if found is None:
+        return {}
+    text = httpx.get(found.group(1), timeout=10).text
+    counts: dict[str, dict[str, float]] = {}
+    for name, reason, value in _BY_REASON.findall(text):
+        if name in ("evalstream_retries_total", "evalstream_invalid_outputs_total"):
+            counts.setdefault(name, {})[reason] = float(value)
+    return counts
 
 
 def summary(
@@ -136,11 +159,13 @@ def main() -> None:
         topics.create(bench.bootstrap)
         path = bench.work / "requests.jsonl"
         harness.synth(args.requests, path)
-        bench.worker(topics, url, "openai", "--model", SERVED_MODEL)
+        worker = bench.worker(topics, url, "openai", "--model", SERVED_MODEL)
         published_at = time.time()
         harness.publish(bench.bootstrap, topics.requests, path)
         results, dead = collect(bench.bootstrap, topics, args.requests, 3600)
         report["summary"] = summary(results, dead, published_at)
+        assert worker.log_path is not None
+        report["summary"]["worker_counts_by_reason"] = calls_by_reason(worker.log_path)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["summary"], indent=1))
 
