@@ -16,6 +16,10 @@ the same topics (worker i drives engine i, with its own worker id, ``--gpu i`` a
 (and the engines), with each worker's and engine's own series beside them; ``workers`` records
 what each one consumed and completed and how many partitions it held.
 
+``--backend ollama`` runs the worker against an Ollama server instead (``--engine`` its URL,
+``--model`` the name it serves the model under); vLLM's prefix-cache reset and gauges are then
+absent (recorded as ``http 404`` and no samples).
+
 Result times are the results' Kafka timestamps (set when the worker produced them), so native
 results and OpenAI batch output lines are timed alike.
 """
@@ -135,6 +139,9 @@ def parse_args() -> argparse.Namespace:
         "--engine", action="append", help=f"repeatable: one worker per engine ({DEFAULT_ENGINE})"
     )
     p.add_argument("--model", default="gemma3-1b")
+    p.add_argument(
+        "--backend", choices=["openai", "ollama"], default="openai", help="the worker's backend"
+    )
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--window-policy", choices=["adaptive", "fixed"], help="worker's default")
     p.add_argument("--window", type=int, help="worker's default")

@@ -70,7 +70,7 @@ def consumer_command(
     command = [sys.executable, "-m", "consumer"]
     command += ["--bootstrap-servers", args.bootstrap, "--group", topics["group"]]
     command += ["--requests-topic", topics["requests"], "--results-topic", topics["results"]]
-    command += ["--dlq-topic", topics["dlq"], "--backend", "openai"]
+    command += ["--dlq-topic", topics["dlq"], "--backend", args.backend]
     command += ["--engine-url", spec["engine"], "--model", args.model]
     command += ["--metrics-port", str(spec["metrics_port"])]
     # Unset knobs are left to the worker's defaults (the production path).
