@@ -2,7 +2,7 @@
 # Prepares, on the development machine (needs PyPI and Maven Central), everything the GPU
 # benchmark carries to the offline H200, then prints which call carries what.
 #   bash benchmarks/gpu/prepare.sh            (idempotent: finished pieces are kept)
-# Produces, inside the checkout and ignored through .git/info/exclude:
+# Produces, inside the checkout and ignored through the repository's info/exclude:
 #   .gpu/vllm/p0 p1 p2          vLLM 0.26.0 bundle (shared/gpu/build-vllm-bundle.sh), one call each
 #   .gpu/wheels/                the cp312 manylinux wheels (kept here, not carried)
 #   .gpu/extra/py/site2.tar.xz  those wheels installed into one tree (unpacked to /tmp/site2)
@@ -30,7 +30,8 @@ PLATFORM="--only-binary=:all: --python-version 3.12 --implementation cp"
 for n in 39 35 34 31 28 27 24 17 12 5; do PLATFORM="$PLATFORM --platform manylinux_2_${n}_x86_64"; done
 PLATFORM="$PLATFORM --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any"
 
-grep -qxF '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+EXCLUDE=$(git rev-parse --git-common-dir)/info/exclude   # a worktree has no .git directory
+grep -qxF '/.gpu/' "$EXCLUDE" 2>/dev/null || echo '/.gpu/' >> "$EXCLUDE"
 mkdir -p $G/wheels $G/extra/py $G/extra/kafka
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 
