@@ -25,6 +25,7 @@
 #                 (adaptive window, max_tokens from the schema, temperature 0), $N_ADAPTIVE
 #   e2e-2gpu      ONE consumer group, two workers, worker i on engine i (ports 8000, 8001),
 #                 as e2e-noschema with $N_2GPU requests
+#   ollama-*, e2e-ollama-*  Ollama with CUDA on the same GPU (ollama.sh, README (d))
 # State lives in /tmp/bench (kept while the machine stays warm); every call ends by writing
 # $OUT/results.json, $OUT/report.md and $OUT/logs.txt from all phases run so far.
 set -uo pipefail
@@ -378,6 +379,8 @@ declare -A COST=([bundle]=90 [model]=60 [setup]=90 [offline]=240 [server-start]=
   [server-stop]=30 [server2-start]=5 [server2-wait]=60 [server2-stop]=30 [kafka-start]=60
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
   [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-adaptive-nobounds]=150 [e2e-2gpu]=150)
+# shellcheck source=benchmarks/gpu/ollama.sh
+source "$HERE/ollama.sh"
 
 # Not through py(): $! must be python's own pid, or the kill at exit leaves the sampler running.
 PYTHONPATH=$OURS python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>> "$LOG/gpu-sample.log" &
@@ -385,6 +388,8 @@ SAMPLER=$!
 for phase in "$@"; do
   if [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-(schema-(nobounds-)?)?fixed([0-9]+)$ ]]; then
     run=(e2e_${BASH_REMATCH[1]:+schema_}${BASH_REMATCH[2]:+nobounds_}fixed "${BASH_REMATCH[3]}"); cost=120
+  elif [ -z "${COST[$phase]:-}" ] && ollama_dispatch "$phase"; then
+    :
   else
     [ -n "${COST[$phase]:-}" ] || { say "unknown phase $phase"; exit 2; }
     run=("phase_${phase//-/_}"); cost=${COST[$phase]}
@@ -400,5 +405,5 @@ for phase in "$@"; do
   mark "$phase" "$t" $rc
   say "== $phase rc=$rc"
   # Without these the later phases cannot run; the others may fail alone.
-  [ $rc -eq 0 ] || [[ ! $phase =~ ^(bundle|setup|server-wait|kafka-start)$ ]] || exit $rc
+  [ $rc -eq 0 ] || [[ ! $phase =~ ^(bundle|setup|server-wait|kafka-start|ollama-(start.*|create|check))$ ]] || exit $rc
 done
