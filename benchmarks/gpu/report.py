@@ -1,7 +1,8 @@
 """Collects every phase's JSON into one ``results.json`` and a Markdown ``report.md``.
 
 Reads ``RESULTS_DIR``: ``workload.json``, ``offline.json``, ``serve/c*.json`` (vllm bench serve),
-``direct-*.json`` (direct.py), ``e2e-*.json``, ``phases.jsonl`` (phase start/end) and ``gpu.csv``
+``direct-*.json`` (direct.py), ``e2e-*.json`` (``e2e-ollama-*.json``: Ollama's, with
+``ollama-check.json``), ``phases.jsonl`` (phase start/end) and ``gpu.csv``
 (GPU utilisation samples). The ratios are the issue's: end-to-end requests/s through Kafka over
 the offline ceiling (target >= 0.90) and over the best ``vllm bench serve`` point (target >= 1.0),
 with the same prompts; two GPUs over one (``e2e-2gpu`` over ``e2e-noschema``, target >= 1.9);
@@ -21,6 +22,7 @@ from typing import Any
 
 from benchlib import read_json, write_json
 from report_md import markdown
+from report_ollama import ollama_summary
 
 PROJECT_REQUESTS = 170_000
 
@@ -358,6 +360,7 @@ def build(results: Path) -> dict[str, Any]:
     summary["structured_output_cost"] = so_cost(runs, e2e)
     summary["scaling"] = scaling(e2e)
     summary["gap_to_serve"] = gap(direct, points, e2e)
+    summary["ollama"] = ollama_summary(e2e, runs, read_json(results / "ollama-check.json"))
     best = max(points, key=lambda p: p.get("request_throughput") or 0, default=None)
     return {
         "summary": summary,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from report_ollama import ollama_markdown
+
 
 def fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
@@ -99,6 +101,8 @@ def markdown(data: dict[str, Any]) -> str:
             f"{fmt(scale['e2e_2gpu_over_noschema_rps'])} (target ≥ {scale['target']}, "
             f"{'met' if scale['met'] else 'NOT met'}).",
         ]
+    if data["summary"].get("ollama"):
+        lines += ollama_markdown(data["summary"]["ollama"])
     lines += ["", "```json", json.dumps(data["summary"], indent=1, default=str), "```", ""]
     lines += [f"GPU utilisation (mean % per phase): {data.get('gpu_util_mean_pct')}", ""]
     return "\n".join(lines)
