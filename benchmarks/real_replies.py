@@ -12,7 +12,7 @@ The engine differs from the GPU's (llama.cpp turns the JSON Schema into its own 
 uses xgrammar), so this says whether the schema and the reply budget hold with a real model's
 replies, not how fast a GPU is.
 
-    .venv/bin/python -m benchmarks.real_replies          # ~10 minutes on 2 cores
+    .venv/bin/python -m benchmarks.real_replies          # ~35 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.engines.builds import SERVED_MODEL, cached_llama_server, ensure_smollm2_model
 from tests.engines.launchers import LlamaServer
@@ -80,7 +81,7 @@ def collect(
 
 
 _METRICS_URL = re.compile(r"metrics on (http://\S+/metrics)")
-_BY_REASON = re.compile(r'^(evalstream_\w+_total)\{[^}]*reason="([^"]+)"[^}]*\}\s+(\S+)', re.M)
+_BY_REASON = ("evalstream_retries", "evalstream_invalid_outputs")  # counter family names
 
 
 def calls_by_reason(log: Path) -> dict[str, dict[str, float]]:
@@ -94,9 +95,13 @@ def calls_by_reason(log: Path) -> dict[str, dict[str, float]]:
         return {}
     text = httpx.get(found.group(1), timeout=10).text
     counts: dict[str, dict[str, float]] = {}
-    for name, reason, value in _BY_REASON.findall(text):
-        if name in ("evalstream_retries_total", "evalstream_invalid_outputs_total"):
-            counts.setdefault(name, {})[reason] = float(value)
+    for family in text_string_to_metric_families(text):
+        if family.name not in _BY_REASON:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                by_reason = counts.setdefault(sample.name, {})
+                by_reason[sample.labels["reason"]] = sample.value
     return counts
 
 

@@ -66,9 +66,10 @@ def _load(results: Path, call: str) -> dict[str, Any]:
 
 
 def _cells(
-    path: _Path, how: str, rate: str, ok: str, calls: float, tokens: dict[str, Any]
+    path: _Path, how: str, rate: str, ok: str, calls: float | None, tokens: dict[str, Any]
 ) -> list[str]:
-    return [path.label, how, rate, ok, f"{calls:.2f}", f"{tokens['mean']:.0f}"]
+    counted = "-" if calls is None else f"{calls:.2f}"  # offline and batch lines: not counted
+    return [path.label, how, rate, ok, counted, f"{tokens['mean']:.0f}"]
 
 
 def _offline_row(path: _Path, run: dict[str, Any]) -> str:
@@ -78,7 +79,7 @@ def _offline_row(path: _Path, run: dict[str, Any]) -> str:
         f" ({cut:,} cut)" if cut else ""
     )
     how = f"offline, {run['requests']:,} at once"
-    cells = _cells(path, how, f"{run['requests_per_s']:.2f}", ok, 1.0, run["output_tokens"])
+    cells = _cells(path, how, f"{run['requests_per_s']:.2f}", ok, None, run["output_tokens"])
     cells += [f"{run['output_tokens_per_s']:,.0f}", "1.00", ""]
     return "| " + " | ".join(cells) + " |"
 
@@ -88,7 +89,7 @@ def _e2e_row(path: _Path, name: str, e2e: dict[str, Any], ceiling: float, versus
     cut = (e2e.get("errors") or {}).get("truncated", 0)
     ok = f"{e2e['ok_share']:.2f}" + (f" ({cut:,} cut)" if cut else "")
     rate = f"{e2e['rps_from_start']:.2f} (steady {e2e['rps_steady_10_90']:.2f})"
-    calls = e2e.get("engine_calls_per_result") or 1.0  # batch lines: one call each
+    calls = e2e.get("engine_calls_per_result")
     cells = _cells(path, f"end to end, {how}", rate, ok, calls, e2e["output_tokens"])
     cells += [f"{e2e['out_tok_per_s_from_start']:,.0f}", f"{e2e['rps_from_start'] / ceiling:.2f}"]
     return "| " + " | ".join([*cells, versus]) + " |"

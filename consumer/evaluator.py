@@ -30,7 +30,7 @@ from consumer.failures import EngineCircuit, FailurePolicy
 from consumer.jobs import Job
 from consumer.lanes import INTERACTIVE
 from consumer.metrics import Metrics
-from consumer.prompts import PromptTemplate, evaluation_schema
+from consumer.prompts import PromptTemplate, evaluation_schema, without_string_bounds
 from consumer.records import (
     Outcome,
     OutcomeHandler,
@@ -93,7 +93,9 @@ class Evaluator:
         self._cache = cache
         self._interactive_priority = interactive_priority
         bounded = evaluation_schema() if engine.structured_output else None
-        self._schema = evaluation_schema(engine.string_bounds) if bounded is not None else None
+        self._schema = (
+            without_string_bounds(bounded) if bounded and not engine.string_bounds else bounded
+        )
         # The validator keeps the bounds either way, so a reply it accepts always fits.
         self._max_tokens = engine.max_tokens or default_max_tokens(bounded)
         bound = reply_token_bound(self._schema) if self._schema else None

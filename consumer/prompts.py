@@ -110,14 +110,11 @@ class PromptTemplate:
         )
 
 
-def evaluation_schema(string_bounds: bool = True) -> dict[str, Any]:
+def evaluation_schema() -> dict[str, Any]:
     """The `Evaluation` JSON Schema with every ``$ref`` inlined.
 
     Engines compile the schema into a grammar; a self-contained schema is accepted by
     every one of them (vLLM's xgrammar, llama.cpp, Ollama) without ``$defs`` support.
-    Without ``string_bounds`` the strings' ``maxLength`` is left out (the engine's grammar
-    then has one state per string instead of one per character position); the worker still
-    checks the bounds when it validates the reply.
     """
     schema = Evaluation.model_json_schema()
     definitions = schema.pop("$defs", {})
@@ -132,17 +129,22 @@ def evaluation_schema(string_bounds: bool = True) -> dict[str, Any]:
         return node
 
     result: dict[str, Any] = inline(schema)
-    return result if string_bounds else _without_string_bounds(result)
+    return result
 
 
-def _without_string_bounds(node: Any) -> Any:
+def without_string_bounds(node: Any) -> Any:
+    """``node`` (a JSON Schema) without its strings' ``maxLength`` (``engine.string_bounds``).
+
+    The engine's grammar then has one state per string instead of one per character position;
+    the worker still checks the bounds when it validates the reply.
+    """
     if isinstance(node, dict):
         string = node.get("type") == "string"
         return {
-            k: _without_string_bounds(v)
+            k: without_string_bounds(v)
             for k, v in node.items()
             if not (string and k == "maxLength")
         }
     if isinstance(node, list):
-        return [_without_string_bounds(v) for v in node]
+        return [without_string_bounds(v) for v in node]
     return node

@@ -178,7 +178,7 @@ def main() -> None:
         run_schema = schema if name.startswith("schema") else None
         if run_schema is not None and name.endswith("_nobounds"):
             # The grammar without the strings' maxLength (engine.string_bounds false).
-            run_schema = importlib.import_module("consumer.prompts").evaluation_schema(False)
+            run_schema = importlib.import_module("consumer.prompts").without_string_bounds(schema)
         # Warm-up on prompts of the run itself (compiles the grammar, first CUDA-graph sizes);
         # the cache reset inside timed_run keeps it from helping the timed pass.
         knobs = (run_schema, args.schema_max_tokens, args.schema_temperature)

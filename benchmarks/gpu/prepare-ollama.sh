@@ -63,19 +63,11 @@ echo "$VERSION" > $D/VERSION
 (cd $D && sha256sum ollama.xz ollama-src.tar.xz ollama-build.sh VERSION > SHA256SUMS)
 
 # 4. Sizes and where the part rides: with .gpu/model/a (plan (c) call 3), which starts the build.
-bytes() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-TREE=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+# shellcheck source=benchmarks/gpu/carry.sh
+source "$ROOT/benchmarks/gpu/carry.sh"
 echo
 echo "ollama $VERSION: binary $(mib "$(stat -c %s "$BIN")") -> ollama.xz $(mib "$(bytes $D/ollama.xz)");" \
   "source $(mib "$(bytes $D/ollama-src.tar.xz)"); .gpu/ollama $(mib "$(bytes $D)"); tree $(mib "$TREE")"
-plan() {  # CALL PATHS...
-  local call=$1 total; shift
-  total=$(( TREE + $(bytes "$@") ))
-  printf '  call %s carry %-40s %s %s\n' "$call" "$(printf '"%s",' "$@" | sed 's/,$//; s/^/[/; s/$/]/')" \
-    "$(mib $total)" "$([ $total -lt $LIMIT ] && echo ok || echo 'OVER 64 MiB')"
-  [ $total -lt $LIMIT ]
-}
 echo "carry plan (README (d)):"
 if [ -d $G/model/a ]; then
   plan 3 $G/model/a $D || echo "  -> the tree grew: call 3 carries .gpu/model/a only, call 3b [\".gpu/ollama\"] (README (d))"

@@ -117,19 +117,11 @@ fi
 
 # 4. Sizes and the carry plan: every call sends the tree (tracked + untracked-not-ignored files)
 #    plus what it carries, at most 64 MiB.
-bytes() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-TREE=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+# shellcheck source=benchmarks/gpu/carry.sh
+source "$ROOT/benchmarks/gpu/carry.sh"
 echo
 echo "sizes: tree $(mib "$TREE"); p0 $(mib "$(bytes $G/vllm/p0)"); p1 $(mib "$(bytes $G/vllm/p1)");" \
   "p2 $(mib "$(bytes $G/vllm/p2)"); extra/py $(mib "$(bytes $G/extra/py)"); extra/kafka $(mib "$(bytes $G/extra/kafka)")"
-plan() {  # CALL PATHS...
-  local call=$1 total; shift
-  total=$(( TREE + $(bytes "$@") ))
-  printf '  call %s carry %-45s %s %s\n' "$call" "$(printf '"%s",' "$@" | sed 's/,$//; s/^/[/; s/$/]/')" \
-    "$(mib $total)" "$([ $total -lt $LIMIT ] && echo ok || echo 'OVER 64 MiB')"
-  [ $total -lt $LIMIT ]
-}
 echo "carry plan:"
 plan a $G/model/a
 plan b $G/model/b $G/vllm/p2
