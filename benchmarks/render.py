@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     import render_cpu
     import render_faults
     import render_gpu
+    import render_ollama
     import render_production
     import render_windows
 else:  # benchmarks/ is not a package: mypy and python name these modules differently
     render_cpu = importlib.import_module("benchmarks.render_cpu")
     render_faults = importlib.import_module("benchmarks.render_faults")
     render_gpu = importlib.import_module("benchmarks.render_gpu")
+    render_ollama = importlib.import_module("benchmarks.render_ollama")
     render_production = importlib.import_module("benchmarks.render_production")
     render_windows = importlib.import_module("benchmarks.render_windows")
 
@@ -38,6 +40,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
     "gpu-run5": render_production.run5_table,
     "gpu-run5-projection": render_production.projection_table,
+    "gpu-run6-ollama": render_ollama.side_by_side_table,
+    "gpu-run6-ollama-probe": render_ollama.probe_table,
+    "gpu-run6-ollama-summary": render_ollama.summary_table,
     "gpu-run4": render_gpu.run4_table,
     "gpu-run3": render_gpu.run3_table,
     "gpu-run2": render_gpu.run2_table,

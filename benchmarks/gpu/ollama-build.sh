@@ -54,7 +54,9 @@ configure() {
 link_cuda_runtime() {
   local dir=$1 lib
   lib=$(sed -n 's/^CUDAToolkit_LIBRARY_DIR:[A-Z]*=//p' "$PREFIX/build/CMakeCache.txt")
-  [ -d "$lib" ] || { say "no CUDAToolkit_LIBRARY_DIR in CMakeCache.txt"; return 0; }
+  # CMake 4 does not always cache it; the ldd check below then shows whether the system's
+  # library path has cudart and cuBLAS (on the H200 image it had).
+  [ -d "$lib" ] || { say "no CUDAToolkit_LIBRARY_DIR in CMakeCache.txt: no links made"; return 0; }
   say "CUDA runtime libraries from $lib"
   for f in "$lib"/libcudart.so.* "$lib"/libcublas.so.* "$lib"/libcublasLt.so.*; do
     [ -e "$f" ] && ln -sfn "$(readlink -f "$f")" "$dir/$(basename "$f")"

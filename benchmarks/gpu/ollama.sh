@@ -16,6 +16,9 @@
 #                      the worker's defaults (adaptive window), $N_OLLAMA requests
 #   e2e-ollama-fixedN  the same with a fixed window of N ($N_OLLAMA_FIXED8 for N = 8: the
 #                      prototype's pattern with OLLAMA_NUM_PARALLEL=8)
+#   ollama-probe       decode tokens/s with no format, "json" and a schema, 1 and 4 requests at
+#                      once, $OLLAMA_PROBE_TOKENS tokens each (ollama_probe.py; where the time
+#                      goes: Ollama's eval_duration against the clock)
 # Results are named after the server's slot count: e2e-ollama-adaptive-p32.json,
 # e2e-ollama-fixed8-p8.json (never a vLLM run's name).
 OLLAMA_PREFIX=${OLLAMA_PREFIX:-/tmp/ollama}          # outside every carried folder
@@ -30,11 +33,12 @@ OLLAMA_BUILD_TARGET=${OLLAMA_BUILD_TARGET:-ggml-cuda}   # dry run: ggml-cpu-hasw
 OLLAMA_RUNNER_DIR=${OLLAMA_RUNNER_DIR:-cuda_v13}        # dry run: cpu_dl
 OLLAMA_BUILD_JOBS=${OLLAMA_BUILD_JOBS:-$(nproc)}
 OLLAMA_NUM_THREAD=${OLLAMA_NUM_THREAD:-}            # empty: Ollama's choice; 1 for CPU dry runs
-OLLAMA_RATE_HINT=${OLLAMA_RATE_HINT:-5}              # requests/s, sizes the result timeouts
+OLLAMA_RATE_HINT=${OLLAMA_RATE_HINT:-0.5}            # requests/s (run 6: 0.36-0.57), sizes the result timeouts
 N_OLLAMA=${N_OLLAMA:-500}                            # e2e-ollama-adaptive, -fixedN
 N_OLLAMA_FIXED8=${N_OLLAMA_FIXED8:-300}              # e2e-ollama-fixed8
+OLLAMA_PROBE_TOKENS=${OLLAMA_PROBE_TOKENS:-300}      # ollama-probe: num_predict
 COST+=([ollama-build]=20 [ollama-build-wait]=20 [ollama-start]=40 [ollama-stop]=15
-  [ollama-create]=40 [ollama-check]=40 [e2e-ollama-adaptive]=100)
+  [ollama-create]=40 [ollama-check]=40 [e2e-ollama-adaptive]=100 [ollama-probe]=90)
 
 ollama_up() { curl -sf -o /dev/null "$OLLAMA_URL/api/version"; }
 ollama_slots() { cat "$OLLAMA_PREFIX/serve.parallel" 2>/dev/null || echo 0; }
@@ -183,4 +187,11 @@ phase_e2e_ollama_adaptive() { e2e_ollama adaptive "$N_OLLAMA"; }
 e2e_ollama_fixed() {  # WINDOW
   local n=$N_OLLAMA; [ "$1" = 8 ] && n=$N_OLLAMA_FIXED8
   e2e_ollama "fixed$1" "$n" --window-policy fixed --window "$1" --window-max "$1"
+}
+
+phase_ollama_probe() {
+  local name; name="ollama-probe-p$(ollama_slots)-n$OLLAMA_PROBE_TOKENS"
+  ollama_up || { say "ollama is not up"; return 4; }
+  timeout $(( $(secs_left) - 10 )) python3 "$HERE/ollama_probe.py" --url "$OLLAMA_URL" \
+    --model "$OLLAMA_MODEL" --parallel 4 --num-predict "$OLLAMA_PROBE_TOKENS" --out "$RES/$name.json"
 }

@@ -139,3 +139,18 @@ def test_a_window_sweep_from_a_dirty_tree_is_marked(tmp_path: Path) -> None:
     text = windows.sweep_table(tmp_path, "sweep.json", ("steady",), False)
     assert "| requests/s (steady 10-90%) | 10.0 | 10.0 |" in text
     assert "commit 0123456, DIRTY TREE: M consumer/x.py, 2026-11-29" in text
+
+
+def test_the_ollama_summary_follows_the_fastest_adaptive_run(tmp_path: Path) -> None:
+    ollama = importlib.import_module("benchmarks.render_ollama")
+    results = copy_docs(tmp_path) / "benchmarks" / "results"
+    assert "16 slots, adaptive window | 0.57 |" in ollama.summary_table(results)
+
+    raw = results / "gpu" / "run6" / "call7-results.json"
+    data = json.loads(raw.read_text(encoding="utf-8"))
+    data["e2e"]["ollama-adaptive-p32"]["rps_steady_10_90"] = 0.94  # now twice the prototype's
+    raw.write_text(json.dumps(data), encoding="utf-8")
+
+    table = ollama.summary_table(results)
+    assert "32 slots, adaptive window | 0.94 |" in table
+    assert "| 0.94 | 1.00 | 50 h | 2.00 |" in table
