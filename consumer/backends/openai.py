@@ -24,7 +24,9 @@ from consumer.backends.base import (
 )
 from consumer.errors import ConfigError, EngineError, EngineRejected, InvalidOutput
 
-_METRIC = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+|NaN)$", re.MULTILINE)
+_METRIC = re.compile(
+    r"^((?:vllm|llamacpp):[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+|NaN)$", re.MULTILINE
+)
 
 
 class OpenAIBackend:
@@ -147,14 +149,7 @@ class OpenAIBackend:
         values: dict[str, float] = {}
         for name, value in _METRIC.findall(response.text):
             values[name] = values.get(name, 0.0) + float(value)
-        if "vllm:num_requests_waiting" not in values:
-            return None
-        kv = values.get("vllm:kv_cache_usage_perc", values.get("vllm:gpu_cache_usage_perc"))
-        return EngineLoad(
-            running=values.get("vllm:num_requests_running", 0.0),
-            waiting=values["vllm:num_requests_waiting"],
-            kv_cache_usage=kv,
-        )
+        return engine_load(values)
 
     async def check_model(self, model: str) -> None:
         try:
@@ -168,6 +163,29 @@ class OpenAIBackend:
                 f"model {model!r} is not served by the engine (it serves {served}); "
                 "set engine.model to one of those, or start the engine with that model"
             )
+
+
+def engine_load(values: dict[str, float]) -> EngineLoad | None:
+    """The engine's occupancy from its Prometheus gauges: vLLM's, or llama-server's.
+
+    llama-server exports them only when started with ``--metrics``: requests in its slots
+    (``requests_processing``) and requests deferred until a slot frees
+    (``requests_deferred``); it reports no KV-cache usage. Without either, None: the
+    window then finds the engine's best concurrency from throughput alone.
+    """
+    if "vllm:num_requests_waiting" in values:
+        kv = values.get("vllm:kv_cache_usage_perc", values.get("vllm:gpu_cache_usage_perc"))
+        return EngineLoad(
+            running=values.get("vllm:num_requests_running", 0.0),
+            waiting=values["vllm:num_requests_waiting"],
+            kv_cache_usage=kv,
+        )
+    if "llamacpp:requests_deferred" in values:
+        return EngineLoad(
+            running=values.get("llamacpp:requests_processing", 0.0),
+            waiting=values["llamacpp:requests_deferred"],
+        )
+    return None
 
 
 def _completion(text: str, finish_reason: Any, usage: Any, body: dict[str, Any]) -> Completion:

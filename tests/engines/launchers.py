@@ -126,7 +126,8 @@ def free_port() -> int:
 class LlamaServer(EngineServer):
     """``llama-server`` serving one GGUF model under ``alias`` with continuous batching.
 
-    ``ctx_size`` is shared by the ``parallel`` slots (2048 tokens each by default).
+    ``ctx_size`` is shared by the ``parallel`` slots (2048 tokens each by default). With
+    ``--metrics`` its ``/metrics`` reports its slots' occupancy, which the worker's window follows.
     """
 
     def __init__(
@@ -145,7 +146,7 @@ class LlamaServer(EngineServer):
         command = [
             str(binary), "-m", str(model), "--host", HOST, "--port", str(port),
             "--parallel", str(parallel), "-c", str(ctx_size), "--cont-batching",
-            "--alias", alias, "--no-webui", *extra_args,
+            "--alias", alias, "--no-webui", "--metrics", *extra_args,
         ]  # fmt: skip
         super().__init__(command, port, log_path=log_path)
 

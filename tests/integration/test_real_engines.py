@@ -13,6 +13,7 @@ compile under a test timeout.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consumer.backends.base import Prompt
+from consumer.backends.base import EngineLoad, Prompt
 from consumer.backends.ollama import OllamaBackend
 from consumer.backends.openai import OpenAIBackend
 from consumer.errors import ConfigError
@@ -41,6 +42,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.integration, pytest.mark.timeout(1
 
 REQUESTS = 100
 MAX_TOKENS = 300
+SLOTS = 4  # the llama_server and ollama fixtures' parallel slots
 RESULTS_TIMEOUT_S = 1500.0  # 100 evaluations with repairs on two shared CPU cores
 BUILD_HINT = "is not built; run deploy/engines/build.sh first"
 YES_NO_SCHEMA = {
@@ -64,7 +66,7 @@ def llama_server(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     if binary is None:
         pytest.skip(f"llama-server {BUILD_HINT}")
     log = tmp_path_factory.mktemp("llama-server") / "llama-server.log"
-    with LlamaServer(binary, smollm2, log_path=log) as server:
+    with LlamaServer(binary, smollm2, log_path=log, parallel=SLOTS) as server:
         yield server.url
 
 
@@ -75,7 +77,7 @@ def ollama(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     if binary is None:
         pytest.skip(f"ollama {BUILD_HINT} (it needs a Go toolchain)")
     home = tmp_path_factory.mktemp("ollama")
-    with OllamaServer(binary, home, log_path=home / "ollama.log") as server:
+    with OllamaServer(binary, home, log_path=home / "ollama.log", parallel=SLOTS) as server:
         server.create_model(SERVED_MODEL, smollm2)
         yield server.url
 
@@ -171,10 +173,16 @@ def test_llama_server_evaluates_every_request_through_kafka(
     record_property: Callable[[str, object], None],
 ) -> None:
     started = time.monotonic()
-    results = run_requests(pipeline_factory(llama_server), "openai")
+    pipeline = pipeline_factory(llama_server)
+    results = run_requests(pipeline, "openai")
     split = check_and_count(results, "openai", record_property)
     assert split["ok"] + split["invalid_output"] + split["truncated"] == REQUESTS
     print(f"{REQUESTS} requests in {time.monotonic() - started:.0f} s")
+    # The window followed the server's slots (its /metrics) down from its start of 32: what
+    # the slots run plus a standing queue of 2, and x1.25 probes above that now and then.
+    limit = pipeline.workers[0].metric("evalstream_window_limit_requests")
+    print(f"window limit at the end: {limit:.0f} (start 32, {SLOTS} slots)")
+    assert 1 <= limit <= 2 * SLOTS, limit
 
 
 async def test_openai_backend_health_and_models_against_llama_server(
@@ -185,6 +193,27 @@ async def test_openai_backend_health_and_models_against_llama_server(
     await backend.check_model(SERVED_MODEL)
     with pytest.raises(ConfigError, match="'missing-model' is not served"):
         await backend.check_model("missing-model")
+
+
+async def test_openai_backend_reads_llama_server_slots_and_queue(
+    llama_server: str, client_factory: Callable[[str], httpx.AsyncClient]
+) -> None:
+    backend = OpenAIBackend(client_factory(llama_server))
+    assert await backend.load() == EngineLoad(running=0.0, waiting=0.0)
+    question = ({"role": "user", "content": "Count from one to twenty in words."},)
+    prompts = [Prompt(question, max_tokens=48, temperature=0.0) for _ in range(2 * SLOTS)]
+    calls = asyncio.create_task(backend.complete(SERVED_MODEL, prompts))
+    seen: list[EngineLoad] = []
+    while not calls.done():
+        load = await backend.load()
+        assert load is not None
+        seen.append(load)
+        await asyncio.sleep(0.1)  # the polling interval; the loop ends with the calls
+    assert all(not isinstance(reply, Exception) for reply in await calls)
+    # Twice as many requests as slots: the slots run SLOTS, the server defers the rest.
+    assert max(load.running for load in seen) == SLOTS
+    assert max(load.waiting for load in seen) >= 1
+    assert all(load.running + load.waiting <= 2 * SLOTS for load in seen)
 
 
 async def test_llama_server_honours_response_format_json_schema(

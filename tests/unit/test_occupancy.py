@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import EngineLoad
+from consumer.backends.openai import engine_load
 from consumer.metrics import Metrics
 from consumer.occupancy import OccupancySampler
 from consumer.window_policy import AdaptiveWindowPolicy, EngineOccupancy, WindowSample
@@ -141,3 +142,11 @@ def test_a_window_still_draining_after_a_step_down_is_not_read() -> None:
     # 483 still in flight under a limit of 254: the engine's queue is the old window's.
     draining = EngineOccupancy(running=256, waiting=227)
     assert policy.next_limit(WindowSample(254, 50.0, 483, False, engine=draining)) == 254
+
+
+def test_llama_server_gauges_are_an_occupancy_without_kv_cache() -> None:
+    llama = {"llamacpp:requests_processing": 4.0, "llamacpp:requests_deferred": 7.0}
+    assert engine_load(llama) == EngineLoad(running=4.0, waiting=7.0, kv_cache_usage=None)
+    vllm = {"vllm:num_requests_running": 9.0, "vllm:num_requests_waiting": 1.0}
+    assert engine_load(vllm | {"vllm:kv_cache_usage_perc": 0.5}) == EngineLoad(9.0, 1.0, 0.5)
+    assert engine_load({"llamacpp:prompt_tokens_total": 10.0}) is None  # started without a queue
