@@ -179,10 +179,11 @@ def test_llama_server_evaluates_every_request_through_kafka(
     assert split["ok"] + split["invalid_output"] + split["truncated"] == REQUESTS
     print(f"{REQUESTS} requests in {time.monotonic() - started:.0f} s")
     # The window followed the server's slots (its /metrics) down from its start of 32: what
-    # the slots run plus a standing queue of 2, and x1.25 probes above that now and then.
+    # the slots run plus a standing queue of 2, and x1.25 probes above that now and then (8
+    # at the end of a run here; by throughput alone it stayed at 32 for these 100 requests).
     limit = pipeline.workers[0].metric("evalstream_window_limit_requests")
     print(f"window limit at the end: {limit:.0f} (start 32, {SLOTS} slots)")
-    assert 1 <= limit <= 2 * SLOTS, limit
+    assert 1 <= limit <= 3 * SLOTS, limit
 
 
 async def test_openai_backend_health_and_models_against_llama_server(
