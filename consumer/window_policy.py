@@ -29,6 +29,10 @@ _QUEUE_SHARE = 0.05
 _KV_GROWTH_LIMIT = 0.9
 _SETTLED = 1.05  # more in flight than this times the limit: the window is still shrinking
 _KV_ROOMY = 0.25  # below this the window climbs x4 per step: far from anything the engine holds
+# The engine counts (running + waiting) fewer than this share of what is in flight: the rest is
+# still on its way (HTTP, tokenizing: seconds for a CPU server given 100 long prompts at once),
+# and "it runs everything it gets" says nothing yet about what it would do with more.
+_SEEN = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +179,9 @@ class AdaptiveWindowPolicy:
             return self._limit
         demand = sample.mean_in_flight >= 0.75 * sample.limit
         memory = engine.kv_cache_usage is None or engine.kv_cache_usage < _KV_GROWTH_LIMIT
+        seen = engine.running + engine.waiting >= _SEEN * sample.mean_in_flight
         self._stable += 1
-        if not (demand and memory) or self._limit >= self._max:
+        if not (demand and memory and seen) or self._limit >= self._max:
             return self._limit
         if self._full_at is not None and self._stable < self._probe_every:
             return self._limit  # the engine was full here lately: probe up now and then only

@@ -68,6 +68,16 @@ def test_holds_when_demand_does_not_fill_the_window() -> None:
     assert policy.next_limit(WindowSample(64, 5.0, 10, False, engine=idle)) == 64
 
 
+def test_holds_until_the_engine_has_seen_what_is_in_flight() -> None:
+    # llama-server on two CPU cores, 32 long prompts sent at once: a second later it has
+    # taken in 5 of them. Growing then admitted every request of the backlog (window 256).
+    policy = AdaptiveWindowPolicy(start=32, minimum=4, maximum=4096)
+    arriving = EngineOccupancy(running=4, waiting=1)
+    assert policy.next_limit(WindowSample(32, 0.0, 32, False, engine=arriving)) == 32
+    arrived = EngineOccupancy(running=4, waiting=28)
+    assert policy.next_limit(WindowSample(32, 0.0, 32, False, engine=arrived)) == 6  # 4 + 2
+
+
 def test_reaches_the_maximum_on_an_engine_with_room() -> None:
     policy = AdaptiveWindowPolicy(start=32, minimum=4, maximum=1024)
     assert follow(policy, Engine(slots=100_000), 32, 10)[-1] == 1024
