@@ -33,7 +33,8 @@ def _run6(results: Path, name: str) -> dict[str, Any]:
     return data
 
 
-def _hours(rate: float) -> str:
+def _duration(rate: float) -> str:
+    """The time 170,000 candidates take at ``rate`` results/s: minutes under 2 hours."""
     hours = _CANDIDATES / rate / 3600
     return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.0f} h"
 
@@ -59,7 +60,7 @@ def _e2e_row(engine: str, how: str, run: dict[str, Any], prototype: dict[str, An
         f"{run['engine_calls_per_result']:.2f}",
         f"{engine_s['p50']:.1f} / {engine_s['p95']:.1f}",
         f"{run['out_tok_per_s_from_start']:,.0f}",
-        _hours(ok_rate),
+        _duration(ok_rate),
         versus,
     ]
     return "| " + " | ".join(cells) + " |"
@@ -79,7 +80,7 @@ def side_by_side_table(results: Path) -> str:
         f"{offline['requests']:,} | {offline['requests_per_s']:.2f} | "
         f"{offline['validation']['valid_share']:.2f} | - | - | "
         f"{offline['output_tokens_per_s']:,.0f} | "
-        f"{_hours(offline['requests_per_s'] * offline['validation']['valid_share'])} | "
+        f"{_duration(offline['requests_per_s'] * offline['validation']['valid_share'])} | "
         f"{_times(offline['requests_per_s'] / prototype['rps_from_start'])} |",
         _e2e_row("vLLM", "end to end, adaptive window (default)", e2e["adaptive"], prototype),
     ]
@@ -133,6 +134,6 @@ def summary_table(results: Path) -> str:
         rate = run["rps_steady_10_90"]
         lines.append(
             f"| {label} | {rate:.2f} | {run['ok_share']:.2f} | "
-            f"{_hours(rate * run['ok_share'])} | {_times(rate / base)} |"
+            f"{_duration(rate * run['ok_share'])} | {_times(rate / base)} |"
         )
     return "\n".join(lines)
