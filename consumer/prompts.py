@@ -24,9 +24,10 @@ DEFAULT_RUBRIC = (
 
 _SYSTEM = (
     "You are an experienced technical recruiter. You evaluate one candidate against one "
-    "job and answer only with a JSON object with the fields score (integer 0-100), "
-    "recommendation (strong_yes, yes, maybe, no or strong_no), strengths (up to five short "
-    "phrases), concerns (up to five short phrases) and summary (two or three sentences)."
+    "job and answer only with a JSON object with the fields strengths (one to three short "
+    "phrases on how the candidate fits the job), concerns (one to three short phrases on "
+    "gaps or risks), summary (two sentences), score (integer 0-100: 0 no fit, 50 partial, "
+    "100 ideal) and recommendation (strong_yes, yes, maybe, no or strong_no)."
 )
 
 _USER = """# Job: {job_title} ({job_id})
@@ -53,7 +54,7 @@ _FIELDS = ("job_title", "job_id", "job_text", "rubric", "candidate_id", "candida
 class PromptTemplate:
     """A versioned pair of system and user templates (``str.format`` fields)."""
 
-    version: str = "eval-v2"
+    version: str = "eval-v3"
     system: str = _SYSTEM
     user: str = _USER
     repair: str = _REPAIR

@@ -107,24 +107,36 @@ class Recommendation(StrEnum):
 
 # What a scorer needs, and no more: the engine's grammar enforces these bounds, and they bound
 # the reply's length, from which the default ``max_tokens`` is derived (consumer.reply_budget).
-# Five points of 160 characters each way and a 600-character summary: 2,313 characters of
-# compact JSON at most.
-MAX_POINTS = 5
-POINT_CHARS = 160
-SUMMARY_CHARS = 600
-Point = Annotated[str, StringConstraints(max_length=POINT_CHARS)]
+# The lower bounds make a reply say something: a schema that allowed empty lists let small
+# models close every list at once (SmolLM2-135M: no strength and no concern in any of 20,000
+# replies). Up to three points of 8-120 characters each way and a 20-300 character summary:
+# 1,121 characters of compact JSON at most (2,313 before), so replies are also cheaper.
+# The reasons come before the score, so a model writes its score after its reasons.
+MIN_POINTS = 1
+MAX_POINTS = 3
+POINT_MIN_CHARS = 8
+POINT_CHARS = 120
+SUMMARY_MIN_CHARS = 20
+SUMMARY_CHARS = 300
+Point = Annotated[str, StringConstraints(min_length=POINT_MIN_CHARS, max_length=POINT_CHARS)]
 
 
 class Evaluation(BaseModel):
-    """The structured output the engine is constrained to produce."""
+    """The structured output the engine is constrained to produce (field order is the reply's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    strengths: list[Point] = Field(
+        min_length=MIN_POINTS, max_length=MAX_POINTS, description="Short phrases."
+    )
+    concerns: list[Point] = Field(
+        min_length=MIN_POINTS, max_length=MAX_POINTS, description="Short phrases."
+    )
+    summary: str = Field(
+        min_length=SUMMARY_MIN_CHARS, max_length=SUMMARY_CHARS, description="Two sentences."
+    )
     score: int = Field(ge=0, le=100, description="Overall fit, 0 (none) to 100 (ideal).")
     recommendation: Recommendation
-    strengths: list[Point] = Field(max_length=MAX_POINTS, description="Short phrases.")
-    concerns: list[Point] = Field(max_length=MAX_POINTS, description="Short phrases.")
-    summary: str = Field(max_length=SUMMARY_CHARS, description="Two or three sentences.")
 
 
 class Usage(_Wire):

@@ -39,8 +39,8 @@ DEFAULT_MAX_TOKENS = 512
 
 SYSTEM_PROMPT = (
     "You are an experienced recruiter. Evaluate how well the candidate fits the job. Reply with "
-    'JSON only: {"score": 0-100, "recommendation": "strong_yes|yes|maybe|no|strong_no", '
-    '"strengths": [...], "concerns": [...], "summary": "..."}.'
+    'JSON only: {"strengths": [1-3 phrases], "concerns": [1-3 phrases], "summary": "...", '
+    '"score": 0-100, "recommendation": "strong_yes|yes|maybe|no|strong_no"}.'
 )
 
 

@@ -33,11 +33,11 @@ from consumer.settings import EngineSettings, RetrySettings
 pytestmark = pytest.mark.timeout(20)
 
 GOOD = {
+    "strengths": ["Runs Kafka in production"],
+    "concerns": ["No Rust experience"],
+    "summary": "Solid streaming background.",
     "score": 81,
     "recommendation": "yes",
-    "strengths": ["Kafka"],
-    "concerns": [],
-    "summary": "Solid.",
 }
 
 
@@ -158,11 +158,11 @@ async def test_truncated_reply_is_final_and_not_repaired() -> None:
 async def test_default_max_tokens_fits_the_longest_reply_the_schema_allows() -> None:
     bodies: list[dict[str, Any]] = []
     longest = {
-        "score": 100,
-        "recommendation": "strong_yes",
         "strengths": ["s" * POINT_CHARS] * MAX_POINTS,
         "concerns": ["c" * POINT_CHARS] * MAX_POINTS,
         "summary": "x" * SUMMARY_CHARS,
+        "score": 100,
+        "recommendation": "strong_yes",
     }
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -198,7 +198,7 @@ async def test_without_string_bounds_the_grammar_loses_them_and_validation_keeps
 
 async def test_raw_control_characters_inside_strings_are_accepted() -> None:
     # xgrammar's JSON grammar lets a raw tab through inside a string; strict JSON does not.
-    raw = json.dumps(GOOD).replace("Solid.", "Solid.\tFast.")
+    raw = json.dumps(GOOD).replace("background.", "background.\tFast.")
     assert "\t" in raw
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -208,7 +208,7 @@ async def test_raw_control_characters_inside_strings_are_accepted() -> None:
     result = EvaluationResult.model_validate_json(outcome.value or b"")
     assert result.status == "ok"
     assert result.evaluation is not None
-    assert result.evaluation.summary == "Solid.\tFast."
+    assert result.evaluation.summary == "Solid streaming background.\tFast."
 
 
 async def test_server_errors_are_retried_then_succeed() -> None:

@@ -37,9 +37,9 @@ def native_result(
         "evaluation": {
             "score": score,
             "recommendation": "yes",
-            "strengths": ["Kafka"],
-            "concerns": [],
-            "summary": "Solid.",
+            "strengths": ["Runs Kafka in production"],
+            "concerns": ["No Rust experience"],
+            "summary": "Solid streaming background.",
         }
         if ok
         else None,
@@ -71,9 +71,9 @@ def batch_output(
         {
             "score": score,
             "recommendation": "maybe",
-            "strengths": [],
+            "strengths": ["Broad Python experience"],
             "concerns": ["short tenure"],
-            "summary": "Mixed.",
+            "summary": "Mixed record so far.",
         }
     )
     body = {

@@ -55,9 +55,9 @@ def make_result(number: int, *, failed: bool = False) -> EvaluationResult:
     evaluation = Evaluation(
         score=20 + number,
         recommendation=Recommendation.MAYBE,
-        strengths=["python"],
-        concerns=[],
-        summary="Fits.",
+        strengths=["Python services"],
+        concerns=["No on-call duty"],
+        summary="Fits the role well overall.",
     )
     return EvaluationResult(
         id=f"req-{number:03d}",
