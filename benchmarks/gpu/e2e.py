@@ -27,6 +27,7 @@ results and OpenAI batch output lines are timed alike.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import signal
 import subprocess
@@ -50,8 +51,10 @@ from e2e_workers import (
     worker_texts,
 )
 from measure import add_up, counter_delta, engine_metrics, reset_prefix_cache, statistics
+from provenance import provenance
 
 from consumer.local.topics import create_topics
+from producer.usefulness import is_useful
 
 
 def run(command: list[str], log: Path, timeout: float) -> int:
@@ -142,7 +145,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--backend", choices=["openai", "ollama"], default="openai", help="the worker's backend"
     )
-    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--partitions", type=int, default=12, help="12: 1, 2, 3, 4 or 6 workers even")
+    p.add_argument(
+        "--one-gpu", action="store_true", help="the engines share GPU 0 (the workers' --gpu 0)"
+    )
     p.add_argument("--window-policy", choices=["adaptive", "fixed"], help="worker's default")
     p.add_argument("--window", type=int, help="worker's default")
     p.add_argument("--window-max", type=int)
@@ -185,6 +191,7 @@ class E2ERun:
             "group": stamp,
         }
         self.out: dict[str, Any] = {"name": args.name, "topics": self.topics}
+        self.out["provenance"] = provenance()
         self.out["args"] = vars(args) | {"requests": str(args.requests)}
         self.out["engines"] = self.engines
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -252,6 +259,8 @@ class E2ERun:
         lengths = read_json(args.lengths) if args.lengths else None
         self.out["stats"] = statistics(reader.results, started, lengths or {})
         self.out["results_read"] = len(reader.results)
+        self.out["started_at"] = started
+        write_result_times(reader.results, started, result_times_path(args.out_json))
         reader.close()
         self.record(texts, series)
         self.out["vllm_counters_delta"] = counter_delta(engine_before, engine_after)
@@ -302,6 +311,34 @@ class E2ERun:
                 worker.wait()
                 codes.append("killed")
         return codes[0] if len(codes) == 1 else codes
+
+
+def result_times_path(out_json: Path) -> Path:
+    """Where a run's per-result times go: beside its JSON, gzip-compressed."""
+    return out_json.with_name(out_json.stem + ".times.jsonl.gz")
+
+
+def write_result_times(
+    results: dict[str, tuple[float, dict[str, Any]]], started: float, path: Path
+) -> None:
+    """One line per result, in arrival order: seconds since the workers started, id, status,
+    completion tokens, engine calls and whether it said something (a rate can be recomputed
+    over any window from these)."""
+    rows = []
+    for key, (stamp, value) in sorted(results.items(), key=lambda kv: kv[1][0]):
+        evaluation = value.get("evaluation")
+        rows.append(
+            {
+                "t": round(stamp - started, 3),
+                "id": key,
+                "status": value.get("status") or ("ok" if value.get("error") is None else "error"),
+                "tokens": (value.get("usage") or {}).get("completion_tokens"),
+                "attempts": value.get("attempts"),
+                "useful": is_useful(evaluation) if isinstance(evaluation, dict) else None,
+            }
+        )
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        out.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
 
 
 MOVE = "window_controller: window "

@@ -2,7 +2,8 @@
 
 With one engine the worker runs as it always did (no worker id or GPU given). With several,
 worker i drives engine i with the worker id ``<run>-<i>``, ``--gpu i`` (so its GPU gauges
-report that GPU where NVML is present) and metrics port ``--metrics-port`` + i; all of them
+report that GPU where NVML is present; ``--gpu 0`` for all with ``--one-gpu``, several engines
+sharing one GPU) and metrics port ``--metrics-port`` + i; all of them
 join ONE consumer group on the same topics.
 """
 
@@ -52,12 +53,13 @@ def worker_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
     engines = args.engine or [DEFAULT_ENGINE]
     if len(engines) == 1:
         return [{"engine": engines[0], "metrics_port": args.metrics_port, "gpu": "0"}]
+    # Several engines on one GPU (--one-gpu): every worker's gauges report GPU 0.
     return [
         {
             "engine": engine,
             "metrics_port": args.metrics_port + i,
             "worker_id": f"{args.name}-{i}",
-            "gpu": str(i),
+            "gpu": "0" if args.one_gpu else str(i),
         }
         for i, engine in enumerate(engines)
     ]

@@ -14,6 +14,8 @@ from typing import Any
 
 from benchlib import http_post, http_text, metric_sums, summary
 
+from producer.usefulness import usefulness
+
 VLLM_GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
 VLLM_COUNTERS = (
     "vllm:prefix_cache_queries_total",
@@ -134,6 +136,7 @@ def statistics(
     out["ok_share"] = out["ok"] / len(described)
     out["ok_per_s_from_start"] = out["ok"] / out["wall_from_start_s"] if out["ok"] else 0.0
     out["errors"] = _errors(described.values())
+    out["usefulness"] = usefulness(v for _, v in results.values()).as_dict()
     timings = [d["timings"] for d in described.values() if d["timings"]]
     if timings:
         out["latency_s"] = {

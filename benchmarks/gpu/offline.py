@@ -77,7 +77,7 @@ def timed_run(
     prompts = [{"prompt_token_ids": row["prompt_token_ids"]} for row in rows]
     params = [sampling(vllm, row, schema, max_tokens, temperature) for row in rows]
     llm.reset_prefix_cache()
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     outputs = llm.generate(prompts, params, use_tqdm=False)
     elapsed = time.perf_counter() - start
     prompt_tokens = sum(len(o.prompt_token_ids or ()) for o in outputs)
@@ -104,6 +104,9 @@ def timed_run(
         if validity
         else None,
         "structured_output": schema is not None,
+        # Epoch seconds of the timed pass: the GPU samples of this window alone are its own.
+        "started_at": started_at,
+        "ended_at": started_at + elapsed,
     }
 
 
@@ -115,7 +118,9 @@ def validation(completions: list[Any]) -> dict[str, Any]:
     A few failing replies are kept verbatim (``repr``) to be looked at.
     """
     evaluation: Any = importlib.import_module("consumer.records").parse_evaluation
+    useful: Any = importlib.import_module("producer.usefulness").usefulness
     counts = {"json_strict": 0, "json_tolerant": 0, "valid": 0}
+    evaluations: list[dict[str, Any]] = []
     failures: dict[str, list[str]] = {}
     for completion in completions:
         text, reason = completion.text, str(completion.finish_reason)
@@ -127,7 +132,7 @@ def validation(completions: list[Any]) -> dict[str, Any]:
         try:
             json.loads(text, strict=False)
             counts["json_tolerant"] += 1
-            evaluation(text)
+            evaluations.append(evaluation(text).model_dump(mode="json"))
             counts["valid"] += 1
             continue
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -141,6 +146,11 @@ def validation(completions: list[Any]) -> dict[str, Any]:
         "json_tolerant_share": counts["json_tolerant"] / n,
         "valid_share": counts["valid"] / n,
         "failures": {k: {"examples": v} for k, v in failures.items()},
+        # Shares of all replies: invalid ones count as results that said nothing.
+        "usefulness": useful(
+            [{"status": "ok", "evaluation": e} for e in evaluations]
+            + [{"status": "error"}] * (len(completions) - len(evaluations))
+        ).as_dict(),
     }
 
 
@@ -168,6 +178,7 @@ def main() -> None:
     started = time.perf_counter()
     llm = vllm.LLM.from_engine_args(engine_args)
     result: dict[str, Any] = {
+        "provenance": importlib.import_module("provenance").provenance(),
         "engine_start_s": time.perf_counter() - started,
         "engine_args": sys.argv[split + 1 :],
         "runs": {},

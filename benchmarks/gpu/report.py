@@ -132,6 +132,8 @@ def e2e_entry(data: dict[str, Any] | None) -> dict[str, Any] | None:
         "completed_not_read": data.get("completed_not_read"),
         "duplicates": (data.get("collect_summary") or {}).get("duplicates"),
         "ok_share": stats.get("ok_share"),
+        "usefulness": stats.get("usefulness"),
+        "mean_completion_tokens": (stats.get("completion_tokens") or {}).get("mean"),
         "ok_per_s_from_start": stats.get("ok_per_s_from_start"),
         "repeated_calls": stats.get("repeated_calls"),
         "output_tokens": stats.get("completion_tokens"),

@@ -58,6 +58,8 @@ def _e2e_row(name: str, e: dict[str, Any]) -> str:
     eng = (e.get("worker_histograms") or {}).get("evalstream_engine_latency_seconds") or {}
     notes = (
         f"{e.get('results')} results, {e.get('ok')} ok, "
+        f"useful {fmt((e.get('usefulness') or {}).get('useful_share'))}, "
+        f"tokens/reply {fmt(e.get('mean_completion_tokens'), 0)}, "
         f"drain {fmt(e.get('wall_from_start_s'), 0)} s, "
         f"e2e p50/p95 {fmt(lat.get('p50'), 1)}/{fmt(lat.get('p95'), 1)} s, "
         f"engine p50/p95 {fmt(eng.get('p50'), 1)}/{fmt(eng.get('p95'), 1)} s, "

@@ -10,7 +10,9 @@
 #                 on GPU 0 when TWO_GPUS=1 (CUDA_VISIBLE_DEVICES unset otherwise), port 8000
 #   server-wait   wait for /health;  server-stop: stop it
 #   server2-start the same on GPU 1, port 8001 ($ENGINE2);  server2-wait, server2-stop
-#   kafka-start   the Kafka broker (evalstream-local kafka) in its own session
+#   kafka-start   the Kafka broker (evalstream-local kafka) in its own session, with the
+#                 production default first-join delay of 3 s (workers started together share
+#                 the first assignment instead of one taking every partition)
 #   direct        direct.py: vLLM without Kafka or worker, the worker's HTTP client, per $DIRECT
 #                 (MODE:CONCURRENCY:COUNT ...; MODE chat or completions)
 #   serve-sweep   vllm bench serve at each concurrency of $SWEEP (CONC:PROMPTS ...)
@@ -25,6 +27,14 @@
 #                 (adaptive window, max_tokens from the schema, temperature 0), $N_ADAPTIVE
 #   e2e-2gpu      ONE consumer group, two workers, worker i on engine i (ports 8000, 8001),
 #                 as e2e-noschema with $N_2GPU requests
+#   engines-start ENGINES vllm serve processes on ONE GPU, each with ENGINE_MEM of its memory,
+#                 started one after another (each waits for the one before: vLLM sizes its
+#                 KV cache from the memory it sees free), ports 8000.. ; engines-stop
+#   e2e-enginesN-rK  the production path (as e2e-adaptive) with N of those engines and one
+#                 worker per engine in ONE consumer group; K numbers the repeat
+#   e2e-adaptive-rK  a repeat of e2e-adaptive (one engine)
+# Every call records $RES/provenance-<epoch>.json (commit: pass GIT_COMMIT and GIT_DIRTY), and
+# exits non-zero when any phase failed (after writing the report).
 #   ollama-*, e2e-ollama-*  Ollama with CUDA on the same GPU (ollama.sh, README (d))
 # State lives in /tmp/bench (kept while the machine stays warm); every call ends by writing
 # $OUT/results.json, $OUT/report.md and $OUT/logs.txt from all phases run so far.
@@ -54,7 +64,10 @@ N_E2E=${N_E2E:-5000}                         # offline noschema, e2e-fixedN/-ada
 N_NOSCHEMA_E2E=${N_NOSCHEMA_E2E:-$N_E2E}     # e2e-noschema (10000: the drain of 10,000)
 N_2GPU=${N_2GPU:-10000}                      # e2e-2gpu; at most N_NOSCHEMA
 N_FIXED8=${N_FIXED8:-800}
-N_OFFLINE_SCHEMA=${N_OFFLINE_SCHEMA:-500}
+N_OFFLINE_SCHEMA=${N_OFFLINE_SCHEMA:-$N_ADAPTIVE}   # the ceiling on the e2e runs' own requests
+ENGINES=${ENGINES:-3}                        # engines-start: vllm serve processes on one GPU
+ENGINE_MEM=${ENGINE_MEM:-$(python3 -c "print(round(0.9 / $ENGINES, 3))")}
+PARTITIONS=${PARTITIONS:-12}                 # requests and results partitions of every e2e run
 SCHEMA_MAX_TOKENS=${SCHEMA_MAX_TOKENS:-}       # empty: the worker's default (the schema's bound)
 API_SERVERS=${API_SERVERS:-1}
 OFFLINE_RUNS=${OFFLINE_RUNS:-"noschema schema"}   # the offline runs of phase offline
@@ -67,6 +80,10 @@ SO_BACKEND=${SO_BACKEND:-guidance}              # vLLM's structured-output backe
 SO_CONFIG="{\"backend\":\"$SO_BACKEND\",\"disable_any_whitespace\":true}"
 T0=$(date +%s)
 mkdir -p "$RES/serve" "$LOG" "$OUT"
+export BENCH_COMMAND="$0 $*" GIT_COMMIT=${GIT_COMMIT:-unknown} GIT_DIRTY=${GIT_DIRTY:-unknown}
+export MODEL ENGINES ENGINE_MEM N_SCHEMA N_NOSCHEMA N_ADAPTIVE N_OFFLINE_SCHEMA N_E2E PARTITIONS \
+  SO_BACKEND API_SERVERS BUDGET
+FAILED=()
 
 # shellcheck source=/dev/null  # written by the bundle's setup-on-device.sh
 [ -f /tmp/vllm-env.sh ] && source /tmp/vllm-env.sh
@@ -92,9 +109,14 @@ report() {
     head -n 2 "$RES/gpu.csv" 2>/dev/null; tail -n 2 "$RES/gpu.csv" 2>/dev/null; } >> "$OUT/logs.txt"
 }
 cleanup() {
+  local rc=$?
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null
   report
   cat "$OUT/report.md" 2>/dev/null   # also into the call's output tail
+  if ((${#FAILED[@]})); then
+    say "FAILED phases: ${FAILED[*]}"; [ "$rc" -ne 0 ] || rc=1
+  fi
+  exit "$rc"
 }
 trap cleanup EXIT
 
@@ -200,8 +222,11 @@ phase_offline() {
   local rc=$?; grep -E "^(noschema|schema) " "$LOG/offline.log"; return $rc
 }
 
-# Engine N (1 or 2): its URL, pid file and log; CUDA_VISIBLE_DEVICES for GPU 0 under TWO_GPUS=1.
-srv_url() { if [ "$1" = 1 ]; then echo "$ENGINE"; else echo "$ENGINE2"; fi; }
+# Engine N: its URL ($ENGINE, $ENGINE2, $ENGINE3... else port 7999 + N), pid file and log.
+srv_url() {
+  local v=ENGINE$1; [ "$1" = 1 ] && v=ENGINE
+  echo "${!v:-http://127.0.0.1:$(( 7999 + $1 ))}"
+}
 srv_pid() { if [ "$1" = 1 ]; then echo "$B/vllm.pid"; else echo "$B/vllm$1.pid"; fi; }
 srv_log() { if [ "$1" = 1 ]; then echo "$LOG/vllm-serve.log"; else echo "$LOG/vllm-serve$1.log"; fi; }
 server_up() { curl -sf -o /dev/null "${1:-$ENGINE}/health"; }
@@ -231,16 +256,28 @@ wait_server() {  # N
 }
 
 stop_server() {  # N
-  local pid; pid=$(srv_pid "$1")
-  [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null
+  local pid p until=$(( $(date +%s) + 60 )); pid=$(srv_pid "$1")
+  p=$(cat "$pid" 2>/dev/null)
+  [ -n "$p" ] && kill "$p" 2>/dev/null
   while server_up "$(srv_url "$1")"; do sleep 1; done
+  # Its GPU memory is free only once the process (and its engine core) is gone: the next
+  # engine sizes itself from what is free.
+  while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ "$(date +%s)" -lt "$until" ]; do sleep 1; done
+  while pgrep -f "vllm.entrypoints.cli.main serve .* --port $(( 7999 + $1 ))" >/dev/null \
+    && [ "$(date +%s)" -lt "$until" ]; do sleep 1; done
   rm -f "$pid"
 }
 
 # shellcheck disable=SC2046  # gpu0 prints nothing or one word
 phase_server_start() { start_server 1 8000 $(gpu0); }
 phase_server_wait() { wait_server 1; }
-phase_server_stop() { stop_server 1; }
+phase_server_stop() { stop_server 1; gpu_idle_wait; }
+# Until no process holds GPU memory (an engine core outlives its API server by a moment).
+gpu_idle_wait() {
+  local until=$(( $(date +%s) + 60 ))
+  while [ -n "$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ] \
+    && [ "$(date +%s)" -lt "$until" ]; do sleep 1; done
+}
 phase_server2_start() {
   local gpus; gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
   [ "$gpus" -ge 2 ] || { say "server2-start needs two GPUs, nvidia-smi lists $gpus"; return 6; }
@@ -249,11 +286,42 @@ phase_server2_start() {
 phase_server2_wait() { wait_server 2; }
 phase_server2_stop() { stop_server 2; }
 
+# ENGINES engines on one GPU, one after another: each sizes its KV cache from the memory left
+# by those before it, so the fraction ENGINE_MEM is of the whole card and they must not overlap.
+phase_engines_start() {
+  local n rc
+  for n in $(seq 1 "$ENGINES"); do
+    VLLM_SERVE_EXTRA="--gpu-memory-utilization $ENGINE_MEM ${VLLM_SERVE_EXTRA:-}" \
+      start_server "$n" $(( 7999 + n )) $(gpu0)
+    wait_server "$n"; rc=$?; [ $rc -eq 0 ] || return $rc
+  done
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv > "$RES/engines-memory.csv" 2>&1
+  cat "$RES/engines-memory.csv"
+}
+phase_engines_stop() { local n; for n in $(seq 1 "$ENGINES"); do stop_server "$n"; done; gpu_idle_wait; }
+
+# The production path on COUNT engines of engines-start, one worker each, one consumer group.
+e2e_engines() {  # COUNT REPEAT
+  local n extra=() rate
+  for n in $(seq 2 "$1"); do
+    server_up "$(srv_url "$n")" || { say "engine $n is not up ($(srv_url "$n"))"; return 4; }
+    extra+=(--engine "$(srv_url "$n")")
+  done
+  rate=$(python3 -c "print($1 * $(offline_rate schema))")
+  e2e "engines$1-r$2" "$N_ADAPTIVE" "$W/requests-schema.jsonl" "$rate" "${extra[@]}" --one-gpu \
+    --structured-output ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
+}
+e2e_adaptive_repeat() {  # REPEAT
+  e2e "adaptive-r$1" "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
+    ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
+}
+
 phase_kafka_start() {
   (exec 3<>/dev/tcp/127.0.0.1/"$KAFKA_PORT") 2>/dev/null && { say "kafka already up"; return 0; }
   rm -f "$B/kafka.pid"   # a stale one would read as a broker that died at once
   PYTHONPATH=$OURS setsid bash -c "echo \$\$ > $B/kafka.pid; exec python3 -m consumer.local kafka \
-    --data-dir $B/kafka --port $KAFKA_PORT" > "$LOG/kafka.log" 2>&1 < /dev/null &
+    --data-dir $B/kafka --port $KAFKA_PORT --config group.initial.rebalance.delay.ms=3000" \
+    > "$LOG/kafka.log" 2>&1 < /dev/null &
   local until=$(( $(date +%s) + 90 ))
   until grep -q "^bootstrap=" "$LOG/kafka.log" 2>/dev/null; do
     if [ "$(date +%s)" -gt "$until" ] || { [ -f "$B/kafka.pid" ] && ! kill -0 "$(cat "$B/kafka.pid")" 2>/dev/null; }; then
@@ -319,6 +387,7 @@ e2e() {  # NAME COUNT FILE RATE_HINT(offline run or req/s) E2E_ARGS... (--engine
   say "$name: $count requests, result timeout ${timeout}s"
   py "$HERE/e2e.py" --name "$name" --requests "$file" --count "$count" --bootstrap "$BOOTSTRAP" \
     --engine "$ENGINE" --model "$MODEL" --lengths "$W/prompt-lengths.json" --work-dir "$B/e2e" \
+    --partitions "$PARTITIONS" \
     --timeout "$timeout" --out-json "$RES/e2e-$name.json" "$@" > "$LOG/e2e-$name.log" 2>&1
 }
 
@@ -378,16 +447,23 @@ phase_e2e_2gpu() {
 declare -A COST=([bundle]=90 [model]=60 [setup]=90 [offline]=240 [server-start]=5 [server-wait]=60
   [server-stop]=30 [server2-start]=5 [server2-wait]=60 [server2-stop]=30 [kafka-start]=60
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
-  [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-adaptive-nobounds]=150 [e2e-2gpu]=150)
+  [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-adaptive-nobounds]=150 [e2e-2gpu]=150
+  [engines-start]=120 [engines-stop]=30)
 # shellcheck source=benchmarks/gpu/ollama.sh
 source "$HERE/ollama.sh"
 
 # Not through py(): $! must be python's own pid, or the kill at exit leaves the sampler running.
 PYTHONPATH=$OURS python3 "$HERE/benchlib.py" gpu-sample "$RES/gpu.csv" 2>> "$LOG/gpu-sample.log" &
 SAMPLER=$!
+(cd "$HERE" && PYTHONPATH=$OURS python3 provenance.py "$RES/provenance-$T0.json") \
+  || say "WARNING: no provenance record"
 for phase in "$@"; do
   if [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-(schema-(nobounds-)?)?fixed([0-9]+)$ ]]; then
     run=(e2e_${BASH_REMATCH[1]:+schema_}${BASH_REMATCH[2]:+nobounds_}fixed "${BASH_REMATCH[3]}"); cost=120
+  elif [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-engines([0-9]+)-r([0-9]+)$ ]]; then
+    run=(e2e_engines "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"); cost=200
+  elif [ -z "${COST[$phase]:-}" ] && [[ $phase =~ ^e2e-adaptive-r([0-9]+)$ ]]; then
+    run=(e2e_adaptive_repeat "${BASH_REMATCH[1]}"); cost=200
   elif [ -z "${COST[$phase]:-}" ] && ollama_dispatch "$phase"; then
     :
   else
@@ -404,6 +480,7 @@ for phase in "$@"; do
   "${run[@]}"; rc=$?
   mark "$phase" "$t" $rc
   say "== $phase rc=$rc"
+  [ $rc -eq 0 ] || FAILED+=("$phase")
   # Without these the later phases cannot run; the others may fail alone.
   [ $rc -eq 0 ] || [[ ! $phase =~ ^(bundle|setup|server-wait|kafka-start|ollama-(start.*|create|check))$ ]] || exit $rc
 done

@@ -241,6 +241,7 @@ def main() -> None:
         args.out / "prompt-lengths.json", {r.id: len(x) for r, x in zip(requests, ids, strict=True)}
     )
     stats = {
+        "model": args.model,
         "requests": {"schema": args.schema_count, "noschema": args.noschema_count},
         "jobs": len({r.job.id for r in requests}),
         "prompt_tokens": summary([float(len(x)) for x in ids]),

@@ -23,6 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     kafka.add_argument("--data-dir", type=Path, help="keep data here (survives restarts)")
     kafka.add_argument("--port", type=int, help="listener port (default: a free one)")
     kafka.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a broker property over the local defaults (repeatable), e.g. "
+        "group.initial.rebalance.delay.ms=3000, the production default",
+    )
+    kafka.add_argument(
         "--partitions",
         type=int,
         default=8,
@@ -78,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "kafka":
         from consumer.local.broker.serve import serve as serve_kafka
 
-        return serve_kafka(args.data_dir, args.port, _default_topics(args.partitions))
+        config = dict(item.partition("=")[::2] for item in args.config)
+        if any(not key or not value for key, value in config.items()):
+            raise SystemExit(f"--config takes KEY=VALUE, got {args.config}")
+        topics = _default_topics(args.partitions)
+        return serve_kafka(args.data_dir, args.port, topics, config)
     from consumer.local.demo import run_demo
 
     return run_demo(args)

@@ -13,8 +13,15 @@ from consumer.local.broker.kafka import LocalKafka
 from consumer.local.topics import create_topics
 
 
-def serve(data_dir: Path | None, port: int | None, topics: Mapping[str, int] | None = None) -> int:
+def serve(
+    data_dir: Path | None,
+    port: int | None,
+    topics: Mapping[str, int] | None = None,
+    config: Mapping[str, str] | None = None,
+) -> int:
     """Runs a broker in the foreground until SIGTERM or SIGINT (``evalstream-local kafka``).
+
+    ``config`` holds broker properties over the local defaults.
 
     The first line on stdout is ``bootstrap=127.0.0.1:PORT``, printed once ``topics`` (name ->
     partitions) exist, so the README's publish and worker commands work against it at once.
@@ -29,7 +36,7 @@ def serve(data_dir: Path | None, port: int | None, topics: Mapping[str, int] | N
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with LocalKafka(data_dir, port) as kafka:
+        with LocalKafka(data_dir, port, broker_config=config) as kafka:
             create_topics(kafka.bootstrap, topics or {})
             print(f"bootstrap={kafka.bootstrap}", flush=True)
             for name, count in (topics or {}).items():
