@@ -143,6 +143,7 @@ def run_once(index: int, runs: int, load: Load, log_dir: Path, extra: list[str])
     log_path = log_dir / f"faults-{index}.log"
     command = [*FAULT_SUITE, f"--junitxml={junit}", *extra]
     units_before = Counter(load.unit_runs)
+    source = reporting.source()  # what the run measures: the tree as it starts
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_start = reporting.load_average()
     started = time.monotonic()
@@ -157,7 +158,7 @@ def run_once(index: int, runs: int, load: Load, log_dir: Path, extra: list[str])
         "exit_code": code,
         "duration_s": duration,
         "started_at": started_at,
-        "source": reporting.source(),
+        "source": source,
         "command": command[1:],
         "load": {
             "hogs": load.hogs,

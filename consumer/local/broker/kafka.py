@@ -153,8 +153,10 @@ class LocalKafka:
         """
         if self.running:
             return self.bootstrap
+        ensure_jars(self._cache_dir)  # first, so the timeout counts from when they are in place
+        deadline = time.monotonic() + timeout
         self.launch(timeout)
-        return self.wait_ready(timeout)
+        return self.wait_ready(max(1.0, deadline - time.monotonic()))
 
     def launch(self, timeout: float = 90.0) -> None:
         """Formats the storage when it is new and starts the JVM, without waiting for it.
