@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 
 # NewTopic's documented home; the package imports it from cimpl without re-exporting it.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from consumer.local.broker.cluster import NODES, LocalKafkaCluster
+from consumer.local.broker.jars import LocalKafkaError
 from tests.faults.outcomes import (
     APPEND_TIME,
     TIME_SCALE,
@@ -82,10 +84,13 @@ def leader_of_both(cluster: LocalKafkaCluster, topics: Topics) -> int:
 
 def led_by_others(cluster: LocalKafkaCluster, topics: Topics, dead: int) -> bool:
     """Whether every requests and results partition has a live leader other than ``dead``."""
-    leaders = [
-        *cluster.leaders(topics.requests).values(),
-        *cluster.leaders(topics.results).values(),
-    ]
+    try:
+        leaders = [
+            *cluster.leaders(topics.requests).values(),
+            *cluster.leaders(topics.results).values(),
+        ]
+    except (KafkaException, LocalKafkaError):  # no metadata yet while leadership moves
+        return False
     return all(leader not in (dead, -1) for leader in leaders)
 
 

@@ -91,6 +91,7 @@ class LocalKafkaCluster:
             )
             for node_id, client, controller in zip(ids, clients, controllers, strict=True)
         }
+        self._admin_client: AdminClient | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -176,13 +177,15 @@ class LocalKafkaCluster:
         self.stop()
 
     def _admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 2})
+        # One client for every metadata question: it follows the cluster as nodes die and return.
+        if self._admin_client is None:
+            self._admin_client = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 2})
+        return self._admin_client
 
     def _wait_registered(self, deadline: float) -> None:
-        admin = self._admin()
         while True:
             try:
-                if len(admin.list_topics(timeout=2.0).brokers) == NODES:
+                if len(self._admin().list_topics(timeout=2.0).brokers) == NODES:
                     return
             except KafkaException:
                 pass
