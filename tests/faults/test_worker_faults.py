@@ -6,6 +6,7 @@ import json
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ from tests.faults.outcomes import (
     TIME_SCALE,
     WORKER_ARGS,
     Accounting,
+    Outcome,
     OutcomeWatcher,
     assert_all_committed,
     publish,
@@ -61,15 +63,19 @@ def test_worker_kill_9_five_times_loses_nothing(
         watcher.close()
     accounting = Accounting.of(watcher.outcomes(), total)
     assert accounting.dead_letters == {}
-    # A request may be done again only where a killed worker had already done it and its
-    # offset lay at or past the committed position at that kill (the uncommitted window).
-    done_by = {(o.worker, o.partition, o.offset) for o in watcher.outcomes()}
-    for (partition, offset), copies in accounting.copies_by_source().items():
-        exposed = sum(
-            (killed, partition, offset) in done_by and offset >= max(0, window[partition])
-            for killed, window in windows
+    redone = assert_redone_only_past_the_floor(accounting.outcomes, dict(windows))
+    # The README's bound, exact: a kill costs at most what the killed worker had published at
+    # or past the committed offsets (its work since its last commit, and what it finished out
+    # of order behind the lowest unfinished offset), counted from the broker, not from rates.
+    exposed = {
+        killed: sum(
+            o.worker == killed and o.offset >= floor[o.partition] for o in accounting.outcomes
         )
-        assert copies <= 1 + exposed, f"[{partition}]@{offset} done {copies} times"
+        for killed, floor in windows
+    }
+    for killed, count in redone.items():
+        assert count <= exposed[killed], f"{killed}: {count} redone, {exposed[killed]} exposed"
+    assert accounting.duplicates == sum(redone.values())
     recoveries = [accounting.recovery_s(t) for t in killed_at]
     report(
         "worker_kill_9_x5",
@@ -79,7 +85,42 @@ def test_worker_kill_9_five_times_loses_nothing(
         seed=SEED,
         thresholds=thresholds,
         recoveries_s=recoveries,
+        exposed=[exposed[killed] for killed, _ in windows],
+        redone=[redone.get(killed, 0) for killed, _ in windows],
     )
+
+
+def assert_redone_only_past_the_floor(
+    outcomes: list[Outcome], floors: dict[str, dict[int, int]]
+) -> Counter[str]:
+    """Checks that every copy of a request but the last came from a killed worker's window.
+
+    Workers ran one after another (``w0``, ``w1``, ...), so a request's copies are ordered by
+    the number of the worker that made them. Every copy but the last must come from a worker
+    that was killed, once per worker, at an offset at or past the group's committed offset read
+    just before that kill: work below it was committed and must never be done again.
+
+    Args:
+        outcomes: every outcome message, duplicates kept.
+        floors: killed worker id -> the committed offset per partition read before its kill.
+
+    Returns:
+        Killed worker id -> how many of its outcomes were done again after it.
+    """
+    by_source: dict[tuple[int, int], list[Outcome]] = {}
+    for outcome in outcomes:
+        by_source.setdefault((outcome.partition, outcome.offset), []).append(outcome)
+    redone: Counter[str] = Counter()
+    for (partition, offset), copies in by_source.items():
+        workers = sorted((o.worker for o in copies), key=lambda worker: int(worker[1:]))
+        where = f"[{partition}]@{offset} done by {workers}"
+        assert len(set(workers)) == len(workers), f"{where}: twice by one worker"
+        for worker in workers[:-1]:
+            assert worker in floors, f"{where}: {worker} was not killed"
+            floor = floors[worker][partition]
+            assert offset >= floor, f"{where}: below {worker}'s committed offset {floor}"
+            redone[worker] += 1
+    return redone
 
 
 # join: one more worker; leave: SIGTERM to the oldest extra one, without waiting for it to exit.

@@ -52,7 +52,8 @@ JVM_OPTIONS = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -64,7 +65,8 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _new_cluster_id() -> str:
+def new_cluster_id() -> str:
+    """A fresh KRaft cluster id."""
     # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
@@ -88,6 +90,10 @@ class LocalKafka:
         broker_config: Broker properties that override or extend the defaults. The readiness
             probe speaks PLAINTEXT to ``bootstrap``, so that listener has to stay.
         java: The Java 17+ executable.
+        controller_port: The controller port; None picks a free one. A node of a cluster needs
+            it fixed before it starts, because every voter names every other's port.
+        cluster_id: The id the storage is formatted with; None draws one. Every node of one
+            cluster must share it.
     """
 
     def __init__(
@@ -98,11 +104,14 @@ class LocalKafka:
         cache_dir: Path | None = None,
         broker_config: Mapping[str, str] | None = None,
         java: str = "java",
+        controller_port: int | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self._run_dir = data_dir
         self._owns_dir = data_dir is None
         self._port = port
-        self._controller_port: int | None = None
+        self._controller_port = controller_port
+        self._cluster_id = cluster_id
         self._cache_dir = cache_dir or default_cache_dir()
         self._broker_config = dict(broker_config or {})
         self._java = java
@@ -144,6 +153,22 @@ class LocalKafka:
         """
         if self.running:
             return self.bootstrap
+        ensure_jars(self._cache_dir)  # first, so the timeout counts from when they are in place
+        deadline = time.monotonic() + timeout
+        self.launch(timeout)
+        return self.wait_ready(max(1.0, deadline - time.monotonic()))
+
+    def launch(self, timeout: float = 90.0) -> None:
+        """Formats the storage when it is new and starts the JVM, without waiting for it.
+
+        A node of a multi-node quorum cannot answer until enough voters run: a cluster launches
+        every node first and then waits for each (``wait_ready``).
+
+        Raises:
+            LocalKafkaError: The jars, the formatting or the launch failed.
+        """
+        if self.running:
+            return
         libs = ensure_jars(self._cache_dir)
         deadline = time.monotonic() + timeout
         run_dir = self._prepare_run_dir()
@@ -152,8 +177,15 @@ class LocalKafka:
         if not (run_dir / "kraft" / "meta.properties").exists():
             self._format(libs, config, deadline)
         self._launch(libs, config, run_dir)
+
+    def wait_ready(self, timeout: float = 90.0) -> str:
+        """Waits until the launched broker answers a metadata request; kills it if it does not.
+
+        Returns:
+            The bootstrap address, ``127.0.0.1:PORT``.
+        """
         try:
-            self._wait_ready(deadline)
+            self._wait_ready(time.monotonic() + timeout)
         except BaseException:
             self._shutdown(signal.SIGKILL, 10.0)
             raise
@@ -207,9 +239,9 @@ class LocalKafka:
             self._run_dir = Path(tempfile.mkdtemp(prefix="evalstream-kafka-"))
         self._run_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
-            self._port = _free_port()
+            self._port = free_port()
         if self._controller_port is None:
-            self._controller_port = _free_port()
+            self._controller_port = free_port()
         return self._run_dir
 
     def _properties(self, run_dir: Path) -> dict[str, str]:
@@ -253,7 +285,8 @@ class LocalKafka:
 
     def _format(self, libs: Path, config: Path, deadline: float) -> None:
         # "=": a random id may begin with "-", which a separate argument would turn into a flag.
-        arguments = ("format", f"--cluster-id={_new_cluster_id()}", "-c", str(config))
+        cluster_id = self._cluster_id or new_cluster_id()
+        arguments = ("format", f"--cluster-id={cluster_id}", "-c", str(config))
         command = self._java_command(libs, "kafka.tools.StorageTool", *arguments)
         remaining = max(1.0, deadline - time.monotonic())
         try:
