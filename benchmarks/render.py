@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import render_cpu
+    import render_engines
     import render_faults
     import render_gpu
     import render_ollama
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import render_windows
 else:  # benchmarks/ is not a package: mypy and python name these modules differently
     render_cpu = importlib.import_module("benchmarks.render_cpu")
+    render_engines = importlib.import_module("benchmarks.render_engines")
     render_faults = importlib.import_module("benchmarks.render_faults")
     render_gpu = importlib.import_module("benchmarks.render_gpu")
     render_ollama = importlib.import_module("benchmarks.render_ollama")
@@ -38,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "BENCHMARKS.md")
 TABLES: dict[str, Callable[[Path], str]] = {
     "faults": render_faults.table,
+    "gpu-run7": render_engines.run7_table,
+    "gpu-run7-provenance": render_engines.run7_provenance,
+    "gpu-run7-summary": render_engines.run7_summary,
     "gpu-run5": render_production.run5_table,
     "gpu-run5-projection": render_production.projection_table,
     "gpu-run6-ollama": render_ollama.side_by_side_table,

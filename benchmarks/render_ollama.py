@@ -43,19 +43,25 @@ def _times(ratio: float) -> str:
     return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.2f}"
 
 
-def _e2e_row(engine: str, how: str, run: dict[str, Any], prototype: dict[str, Any]) -> str:
+def _e2e_row(
+    engine: str,
+    how: str,
+    run: dict[str, Any],
+    prototype: dict[str, Any],
+    ceiling: float | None = None,
+) -> str:
+    """One end-to-end run; rates from the start, the 10-90 % share in brackets only where it
+    stays below the engine's offline ceiling (above it, it is a burst, not a steady state)."""
     engine_s = run["latency_s"]["inference_s"]
-    ok_rate = run["rps_steady_10_90"] * run["ok_share"]
     start, steady = run["rps_from_start"], run["rps_steady_10_90"]
-    versus = (
-        f"{_times(start / prototype['rps_from_start'])} "
-        f"({_times(steady / prototype['rps_steady_10_90'])})"
-    )
+    ok_rate = start * run["ok_share"]
+    shown = "burst above its ceiling" if ceiling and steady > ceiling else f"{steady:.2f}"
+    versus = _times(start / prototype["rps_from_start"])
     cells = [
         engine,
         how,
         f"{run['results']:,}" + (" (time limit)" if run.get("timed_out") else ""),
-        f"{start:.2f} ({steady:.2f})",
+        f"{start:.2f} ({shown})",
         f"{run['ok_share']:.2f}",
         f"{run['engine_calls_per_result']:.2f}",
         f"{engine_s['p50']:.1f} / {engine_s['p95']:.1f}",
@@ -73,8 +79,8 @@ def side_by_side_table(results: Path) -> str:
     prototype = e2e[_PROTOTYPE]
     lines = [
         "| engine | how | results | results/s from the start (steady) | ok share | engine calls "
-        "per result | engine time p50 / p95 s | output tok/s | 170,000 at the steady ok rate "
-        "| ÷ prototype's pattern, from the start (steady) |",
+        "per result | engine time p50 / p95 s | output tok/s | 170,000 at the ok rate from the "
+        "start | ÷ prototype's pattern, from the start |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| vLLM | offline, {offline['requests']:,} at once (its ceiling) | "
         f"{offline['requests']:,} | {offline['requests_per_s']:.2f} | "
@@ -82,7 +88,13 @@ def side_by_side_table(results: Path) -> str:
         f"{offline['output_tokens_per_s']:,.0f} | "
         f"{_duration(offline['requests_per_s'] * offline['validation']['valid_share'])} | "
         f"{_times(offline['requests_per_s'] / prototype['rps_from_start'])} |",
-        _e2e_row("vLLM", "end to end, adaptive window (default)", e2e["adaptive"], prototype),
+        _e2e_row(
+            "vLLM",
+            "end to end, adaptive window (default)",
+            e2e["adaptive"],
+            prototype,
+            offline["requests_per_s"],
+        ),
     ]
     lines += [
         _e2e_row("Ollama", f"end to end, {how}", e2e[name], prototype) for name, how in _OLLAMA_RUNS
@@ -112,26 +124,30 @@ def probe_table(results: Path) -> str:
 
 
 def summary_table(results: Path) -> str:
-    """README: the prototype's pattern, evalstream + Ollama and evalstream + vLLM (run 6)."""
+    """README: the prototype's pattern, evalstream + Ollama and evalstream + vLLM (run 6).
+
+    Rates from the workers' start: a short run's 10-90 % share is a burst, not a steady state
+    (vLLM's read 54.12 against its own offline ceiling of 51.03).
+    """
     e2e = _run6(results, "call7-results.json")["e2e"]
     ollama = max(
         (name for name, _ in _OLLAMA_RUNS if "adaptive" in name),
-        key=lambda name: e2e[name]["rps_steady_10_90"],
+        key=lambda name: e2e[name]["rps_from_start"],
     )
     rows = (
         ("the prototype's pattern: Ollama, 8 slots, 8 requests at a time", _PROTOTYPE),
         (f"evalstream + Ollama, {ollama.rsplit('-p', 1)[1]} slots, adaptive window", ollama),
         ("evalstream + vLLM (**the default deployment**)", "adaptive"),
     )
-    base = e2e[_PROTOTYPE]["rps_steady_10_90"]
+    base = e2e[_PROTOTYPE]["rps_from_start"]
     lines = [
-        "| on one H200, SmolLM2-135M, the schema on | results/s (steady) | ok share | "
+        "| on one H200, SmolLM2-135M, the schema on | results/s from the start | ok share | "
         "170,000 candidates | ÷ the prototype's pattern |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for label, name in rows:
         run = e2e[name]
-        rate = run["rps_steady_10_90"]
+        rate = run["rps_from_start"]
         lines.append(
             f"| {label} | {rate:.2f} | {run['ok_share']:.2f} | "
             f"{_duration(rate * run['ok_share'])} | {_times(rate / base)} |"

@@ -127,18 +127,22 @@ def run5_table(results: Path) -> str:
 
 
 def projection_table(results: Path) -> str:
-    """170,000 candidates at each grammar's production-path rate (run 5)."""
+    """170,000 candidates at each grammar's production-path rate from the start (run 5).
+
+    The 10-90 % "steady" share is left out: the 2,000-request backlog was admitted at once and its
+    middle 80 % came as one burst, above the offline ceiling (73.43 against 57.24 with `guidance`),
+    so it is not a steady state and no projection rests on it.
+    """
     lines = [
-        "| grammar | production path, results/s from the start (steady) | ok share | "
-        "170,000 at the rate from the start | at the steady rate |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| grammar | production path, results/s from the start | ok share | "
+        "170,000 at the ok rate from the start |",
+        "| --- | ---: | ---: | ---: |",
     ]
     for path in _PATHS[:3]:
         e2e = _load(results, path.call)["e2e"][path.adaptive]
         ok = e2e["ok_share"]
-        start, steady = e2e["rps_from_start"] * ok, e2e["rps_steady_10_90"] * ok
         lines.append(
-            f"| {path.label} | {e2e['rps_from_start']:.2f} ({e2e['rps_steady_10_90']:.2f}) | "
-            f"{ok:.2f} | {_CANDIDATES / start / 60:.0f} min | {_CANDIDATES / steady / 60:.0f} min |"
+            f"| {path.label} | {e2e['rps_from_start']:.2f} | {ok:.2f} | "
+            f"{_CANDIDATES / (e2e['rps_from_start'] * ok) / 60:.0f} min |"
         )
     return "\n".join(lines)

@@ -144,13 +144,14 @@ def test_a_window_sweep_from_a_dirty_tree_is_marked(tmp_path: Path) -> None:
 def test_the_ollama_summary_follows_the_fastest_adaptive_run(tmp_path: Path) -> None:
     ollama = importlib.import_module("benchmarks.render_ollama")
     results = copy_docs(tmp_path) / "benchmarks" / "results"
-    assert "16 slots, adaptive window | 0.57 |" in ollama.summary_table(results)
+    assert "16 slots, adaptive window | 0.42 |" in ollama.summary_table(results)
 
     raw = results / "gpu" / "run6" / "call7-results.json"
     data = json.loads(raw.read_text(encoding="utf-8"))
-    data["e2e"]["ollama-adaptive-p32"]["rps_steady_10_90"] = 0.94  # now twice the prototype's
+    twice = 2 * data["e2e"]["ollama-fixed8-p8"]["rps_from_start"]  # twice the prototype's
+    data["e2e"]["ollama-adaptive-p32"]["rps_from_start"] = twice
     raw.write_text(json.dumps(data), encoding="utf-8")
 
     table = ollama.summary_table(results)
-    assert "32 slots, adaptive window | 0.94 |" in table
-    assert "| 0.94 | 1.00 | 50 h | 2.00 |" in table
+    assert f"32 slots, adaptive window | {twice:.2f} |" in table
+    assert f"| {twice:.2f} | 1.00 | {170_000 / twice / 3600:.0f} h | 2.00 |" in table
