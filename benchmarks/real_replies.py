@@ -6,7 +6,9 @@ A real engine and a real model, small enough for this machine: llama.cpp's ``lla
 ~2,000-token prompts) go through the local broker to one worker on its defaults: native
 requests, the evaluation schema as ``response_format``, validation and repair, the adaptive
 window, ``max_tokens`` derived from the schema. Reported: the ok share, truncated and invalid
-replies, completion tokens per reply, engine calls per result, results per second.
+replies, completion tokens per reply, engine calls per result, results per second, and the
+useful share (`producer.usefulness`: a strength, a concern and a summary that say something)
+with the score spread; the evaluations themselves are kept in the output.
 
 The engine differs from the GPU's (llama.cpp turns the JSON Schema into its own grammar; vLLM
 uses xgrammar), so this says whether the schema and the reply budget hold with a real model's
@@ -31,6 +33,7 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from producer.usefulness import usefulness
 from tests.engines.builds import SERVED_MODEL, cached_llama_server, ensure_smollm2_model
 from tests.engines.launchers import LlamaServer
 
@@ -130,6 +133,8 @@ def summary(
         },
         "engine_calls_per_result": sum(attempts) / len(results),
         "results_per_s": len(results) / (last - published_at),
+        # Valid is not enough: does each reply name a strength, a concern and say something?
+        "usefulness": usefulness(results).as_dict(),
     }
 
 
@@ -169,6 +174,12 @@ def main() -> None:
         harness.publish(bench.bootstrap, topics.requests, path)
         results, dead = collect(bench.bootstrap, topics, args.requests, 3600)
         report["summary"] = summary(results, dead, published_at)
+        report["prompt_template"] = results[0].get("prompt_version") if results else None
+        # The evaluations themselves, so a share can be recomputed and a reader can look.
+        report["evaluations"] = [
+            {"id": r["id"], "status": r["status"], "evaluation": r.get("evaluation")}
+            for r in results
+        ]
         assert worker.log_path is not None
         report["summary"]["worker_counts_by_reason"] = calls_by_reason(worker.log_path)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
