@@ -15,15 +15,23 @@ its defaults (adaptive window) plus what the phase names:
 Latency is the result's ``timings.end_to_end_s`` (request timestamp to result produced).
 
     .venv/bin/python -m benchmarks.lanes           # ~7 minutes on 2 cores
+
+With ``--engine-url`` (and ``--model``) the phases drive that running engine instead of a fresh
+simulator each (a real vLLM on a GPU: ``benchmarks/gpu/README.md``); its prefix cache is reset
+between phases where the server allows it. The variants that need the engine's priority
+scheduling run only with ``--engine-priority`` (the engine was started with
+``--scheduling-policy priority``), and are recorded as skipped otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import statistics
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,16 +156,38 @@ def phase_topics(bench: Any, label: str, lane: bool) -> tuple[Any, str | None]:
     return topics, name
 
 
+class Engine:
+    """A fresh simulator per phase, or the one real engine of ``--engine-url``."""
+
+    def __init__(self, bench: Any, args: argparse.Namespace) -> None:
+        self._bench, self._args = bench, args
+
+    def start(self, *options: str) -> tuple[str, Any]:
+        """The engine's URL and what to stop afterwards (None for a real engine)."""
+        if self._args.engine_url is None:
+            url, sim = self._bench.simulator("vllm", TIME_SCALE, *options)
+            return url, sim
+        with contextlib.suppress(OSError):  # vLLM in dev mode only; elsewhere nothing to reset
+            post = urllib.request.Request(f"{self._args.engine_url}/reset_prefix_cache", b"")
+            urllib.request.urlopen(post, timeout=30).close()
+        return self._args.engine_url, None
+
+    def model(self) -> tuple[str, ...]:
+        """The worker's extra options: the real engine's model name."""
+        return () if self._args.model is None else ("--model", self._args.model)
+
+
 def with_lane(
     bench: Any, args: argparse.Namespace, probes: list[bytes], variant: str
 ) -> dict[str, Any]:
     """The same worker idle, then under the backlog; ``variant`` names its lane settings."""
     env, engine = VARIANTS[variant]
-    url, sim = bench.simulator("vllm", TIME_SCALE, *engine)
+    url, sim = args.engine.start(*engine)
     topics, lane = phase_topics(bench, "lane", lane=True)
     assert lane is not None
     results = Results(bench.bootstrap, topics.results)
-    worker = bench.worker_with_env(topics, url, "openai", env, "--interactive-topic", lane)
+    options = ("--interactive-topic", lane, *args.engine.model())
+    worker = bench.worker_with_env(topics, url, "openai", env, *options)
     ready(bench.bootstrap, topics.requests, results, probes[0])
     idle = interactive(bench.bootstrap, lane, results, probes, "idle")
     harness.publish(bench.bootstrap, topics.requests, args.backlog_file)
@@ -168,7 +198,8 @@ def with_lane(
     read_until(results, end + 2)  # results produced before ``end`` may arrive a bit later
     results.close()
     worker.stop()
-    sim.stop()
+    if sim is not None:
+        sim.stop()
     return {
         "settings": env,
         "engine": list(engine),
@@ -183,10 +214,10 @@ def without_lane(
     bench: Any, args: argparse.Namespace, probe: bytes, seconds: float
 ) -> dict[str, Any]:
     """Phase 3: a worker without the lane, the same backlog, the same warm-up and seconds."""
-    url, sim = bench.simulator("vllm", TIME_SCALE)
+    url, sim = args.engine.start()
     topics, _ = phase_topics(bench, "nolane", lane=False)
     results = Results(bench.bootstrap, topics.results)
-    worker = bench.worker(topics, url, "openai")
+    worker = bench.worker(topics, url, "openai", *args.engine.model())
     ready(bench.bootstrap, topics.requests, results, probe)
     harness.publish(bench.bootstrap, topics.requests, args.backlog_file)
     start = time.time() + args.warmup
@@ -194,7 +225,8 @@ def without_lane(
     read_until(results, end + 2)
     results.close()
     worker.stop()
-    sim.stop()
+    if sim is not None:
+        sim.stop()
     return {"bulk_results_per_s": results.bulk_between(start, end) / seconds, "seconds": seconds}
 
 
@@ -204,20 +236,35 @@ def main() -> None:
     parser.add_argument("--interactive", type=int, default=30, help="seconds (one request each)")
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--output", type=Path, default=reporting.RESULTS_DIR / "lanes.json")
+    parser.add_argument("--engine-url", help="a running engine instead of the simulator")
+    parser.add_argument("--model", help="the model name that engine serves")
+    parser.add_argument(
+        "--engine-priority",
+        action="store_true",
+        help="the engine runs --scheduling-policy priority (the bulk-limit variants need it)",
+    )
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": reporting.machine(),
         "backlog": args.backlog,
         "warmup_s": args.warmup,
-        "time_scale": TIME_SCALE,
+        "time_scale": TIME_SCALE if args.engine_url is None else None,
+        "engine": args.engine_url or "simulator (vllm profile)",
     }
+    # A real engine's scheduling policy is fixed at its start: variants that need priority
+    # scheduling run only when the operator says the engine has it.
+    variants = [
+        v for v in VARIANTS if args.engine_url is None or args.engine_priority or not VARIANTS[v][1]
+    ]
+    report["skipped_variants"] = [v for v in VARIANTS if v not in variants]
     with harness.Bench("lanes") as bench:
         bench.broker()
+        args.engine = Engine(bench, args)
         args.backlog_file = bench.work / "backlog.jsonl"
         harness.synth(args.backlog, args.backlog_file)
         probes = harness.synth(args.interactive, bench.work / "probes.jsonl", seed=11)
         # Each phase has a fresh engine and worker: no prefix cache or window carried over.
-        report["lanes"] = {v: with_lane(bench, args, probes, v) for v in VARIANTS}
+        report["lanes"] = {v: with_lane(bench, args, probes, v) for v in variants}
         seconds = report["lanes"]["defaults"]["seconds"]
         report["no_lane"] = without_lane(bench, args, probes[0], seconds)
     for lane in report["lanes"].values():

@@ -33,6 +33,9 @@
 #   e2e-enginesN-rK  the production path (as e2e-adaptive) with N of those engines and one
 #                 worker per engine in ONE consumer group; K numbers the repeat
 #   e2e-adaptive-rK  a repeat of e2e-adaptive (one engine)
+#   lanes         benchmarks.lanes against engine 1: interactive latency under a bulk backlog of
+#                 $N_LANES (its own broker); LANES_PRIORITY=1 when vLLM runs with
+#                 --scheduling-policy priority (VLLM_SERVE_EXTRA), which the bulk-limit variants need
 # Every call records $RES/provenance-<epoch>.json (commit: pass GIT_COMMIT and GIT_DIRTY), and
 # exits non-zero when any phase failed (after writing the report).
 #   ollama-*, e2e-ollama-*  Ollama with CUDA on the same GPU (ollama.sh, README (d))
@@ -314,6 +317,13 @@ e2e_engines() {  # COUNT REPEAT
   e2e "engines$1-r$2" "$N_ADAPTIVE" "$W/requests-schema.jsonl" "$rate" "${extra[@]}" --one-gpu \
     --structured-output ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
 }
+phase_lanes() {
+  server_up || { say "vllm serve is not up"; return 4; }
+  timeout $(( $(secs_left) - 10 )) env PYTHONPATH="$OURS" python3 -m benchmarks.lanes \
+    --engine-url "$ENGINE" --model "$MODEL" --backlog "${N_LANES:-6000}" \
+    ${LANES_PRIORITY:+--engine-priority} --output "$RES/lanes.json" > "$LOG/lanes.log" 2>&1
+  local rc=$?; tail -5 "$LOG/lanes.log"; return $rc
+}
 e2e_adaptive_repeat() {  # REPEAT
   e2e "adaptive-r$1" "$N_ADAPTIVE" "$W/requests-schema.jsonl" schema --structured-output \
     ${SCHEMA_MAX_TOKENS:+--max-tokens "$SCHEMA_MAX_TOKENS"}
@@ -451,7 +461,7 @@ declare -A COST=([bundle]=90 [model]=60 [setup]=90 [offline]=240 [server-start]=
   [server-stop]=30 [server2-start]=5 [server2-wait]=60 [server2-stop]=30 [kafka-start]=60
   [direct]=60 [serve-sweep]=60 [e2e-noschema]=120 [e2e-fixed8]=100 [e2e-fixed128]=120
   [e2e-adaptive128]=120 [e2e-adaptive]=200 [e2e-adaptive-nobounds]=150 [e2e-2gpu]=150
-  [engines-start]=120 [engines-stop]=30)
+  [engines-start]=120 [engines-stop]=30 [lanes]=300)
 # shellcheck source=benchmarks/gpu/ollama.sh
 source "$HERE/ollama.sh"
 
