@@ -2,8 +2,9 @@
 
 ``run`` runs a command in the repository root, ``tool`` finds one. ``ComposeTool`` is one
 installed compose implementation (``COMPOSE_TOOLS`` lists them, ``primary`` is the newest);
-``devices`` and ``environment`` read a service of its rendering. ``effective_settings`` is the
-worker's own view (``evalstream-consumer --check-config``) of an environment.
+``devices``, ``published`` and ``environment`` read a service of its rendering.
+``effective_settings`` is the worker's own view (``evalstream-consumer --check-config``) of an
+environment.
 """
 
 from __future__ import annotations
@@ -130,6 +131,18 @@ def devices(service: dict[str, Any]) -> list[dict[str, Any]]:
         service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
     )
     return reserved
+
+
+def published(port: Any) -> tuple[str, int, int]:
+    """(host ip, host port, container port) of a short or long port entry.
+
+    Some compose implementations print the short form with its protocol
+    (``127.0.0.1:9400:9400/tcp``); the protocol is dropped.
+    """
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "")), int(port["published"]), int(port["target"])
+    *address, host, container = str(port).split(":")
+    return ":".join(address), int(host), int(container.split("/")[0])
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
