@@ -20,7 +20,7 @@ from producer import cli
 from producer.publish import KeyMode
 from producer.sinks import SinkFormat
 from producer.source import InputKind
-from producer.synth import DEFAULT_BATCH_MODEL, DEFAULT_JOBS, DEFAULT_MAX_TOKENS
+from producer.synth import DEFAULT_JOBS, DEFAULT_MAX_TOKENS
 from producer.validation import RequestFormat
 
 REQUESTS_TOPIC = "evalstream.requests"
@@ -88,7 +88,11 @@ def _add_synth(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--timestamps", action="store_true", help="set created_at to the generation time"
     )
-    parser.add_argument("--model", help=f"model to route to (batch lines: {DEFAULT_BATCH_MODEL})")
+    parser.add_argument(
+        "--model",
+        help="model to route to, one the workers serve (default: none, so the workers' "
+        "default model answers; batch lines then carry no body.model)",
+    )
     parser.add_argument(
         "--max-tokens",
         type=_positive_int,

@@ -36,7 +36,7 @@ from producer.publish import RequestPublisher
 from producer.sinks import open_sink
 from producer.source import InputFile
 from producer.status import GroupStatus, RateWindow, prometheus_rate, render_status
-from producer.synth import DEFAULT_BATCH_MODEL, RequestSynthesizer, batch_line
+from producer.synth import RequestSynthesizer, batch_line
 from producer.topic_check import topic_problem
 from producer.validation import LineValidator
 
@@ -113,7 +113,7 @@ def run_synth(args: argparse.Namespace) -> int:
     with _output(args.output) as stream:
         for request in synthesizer.requests(args.count):
             if args.batch_format:
-                line = batch_line(request, args.model or DEFAULT_BATCH_MODEL, args.max_tokens)
+                line = batch_line(request, args.model, args.max_tokens)
                 stream.write(line.model_dump_json() + "\n")
             else:
                 stream.write(request.model_dump_json(exclude_none=True) + "\n")

@@ -60,6 +60,15 @@ def test_synth_batch_format_to_a_file(tmp_path: Path) -> None:
     assert lines[0]["body"]["model"] == "m"
 
 
+def test_synth_batch_format_names_no_model_unless_asked(tmp_path: Path) -> None:
+    # A made-up name ("default") is dead-lettered by a worker that does not serve it; a body
+    # without a model goes to the worker's default model.
+    out = tmp_path / "batch.jsonl"
+    assert main(["synth", "--count", "2", "--seed", "1", "--batch-format", "-o", str(out)]) == 0
+    bodies = [json.loads(line)["body"] for line in out.read_text().splitlines()]
+    assert [sorted(body) for body in bodies] == [["max_tokens", "messages"]] * 2
+
+
 def test_synth_timestamps(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", "--count", "1", "--timestamps"]) == 0
     assert "created_at" in json.loads(capsys.readouterr().out)
