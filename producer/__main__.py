@@ -213,7 +213,9 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = commands.add_parser(
         "report", help="write an HTML report with charts of a collect results file"
     )
-    parser.add_argument("results", metavar="RESULTS", help="collect output (.sqlite or .parquet)")
+    parser.add_argument(
+        "results", metavar="RESULTS", help="collect output (.sqlite, .parquet or .jsonl)"
+    )
     parser.add_argument(
         "--out",
         default="report.html",
