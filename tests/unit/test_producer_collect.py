@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Message
 
 from consumer.schemas import BATCH_CHAT_URL, parse_result, result_key
-from producer.collect import ResultCollector
+from producer.collect import JOIN_S, ResultCollector
 from producer.dead_letters import DeadLetter
 from producer.progress import ProgressDisplay
 from producer.result_reader import Outcome, ReceivedResult
@@ -164,3 +164,14 @@ def test_a_run_that_stored_nothing_says_why(tmp_path: Path) -> None:
         "no results arrived from t on k (stopped idle for 3 s); nothing written"
     )
     empty.close()
+
+
+def test_the_idle_clock_waits_for_the_group_to_join_but_not_for_ever(tmp_path: Path) -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([], clock)
+    reader.assignments = 0  # a fresh cluster may take seconds to assign the first group
+    sink = open_sink(str(tmp_path / "out.jsonl"))
+    report = ResultCollector(reader, sink, until_idle=2.0, clock=clock).run(NO_PROGRESS)
+    sink.close()
+    assert report.stopped_by == f"with no partition assigned within {JOIN_S:g} s"
+    assert report.elapsed_s == pytest.approx(JOIN_S, abs=1.0)
