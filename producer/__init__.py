@@ -7,7 +7,7 @@ Publish requests (validated against the wire contract, delivery confirmed)::
     with RequestPublisher("localhost:9092", "evalstream.requests") as publisher:
         publisher.publish(request)  # an EvaluationRequest, a BatchRequestLine or a dict
 
-Read results, each request id once::
+Read results, each request id once (with ``dlq_topic=``, dead letters too)::
 
     from producer import ResultReader
 
@@ -18,7 +18,8 @@ Read results, each request id once::
 The command line (``evalstream-producer``) is built on the same classes.
 """
 
-from producer.collect import CollectReport, ReceivedResult, ResultCollector, ResultReader
+from producer.collect import CollectReport, ResultCollector
+from producer.dead_letters import DeadLetter
 from producer.errors import (
     DeliveryError,
     InputError,
@@ -28,6 +29,7 @@ from producer.errors import (
     StatusError,
 )
 from producer.publish import KeyMode, RequestPublisher
+from producer.result_reader import ReceivedResult, ResultReader
 from producer.sinks import BatchOutputSink, JsonlSink, SinkFormat, SqliteSink, open_sink
 from producer.status import GroupStatus
 from producer.summary import ResultStats
@@ -36,6 +38,7 @@ from producer.synth import RequestSynthesizer
 __all__ = [
     "BatchOutputSink",
     "CollectReport",
+    "DeadLetter",
     "DeliveryError",
     "GroupStatus",
     "InputError",

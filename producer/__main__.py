@@ -5,7 +5,9 @@ Subcommands: ``schema`` (print the wire contract), ``synth`` (synthetic requests
 (an HTML report of collected results), ``status`` (consumer lag, rate and ETA). The command
 handlers live in `producer.cli`; this module only parses.
 
-The bootstrap servers default to ``$KAFKA_BOOTSTRAP``, then ``localhost:9092``.
+The bootstrap servers default to ``$EVALSTREAM_KAFKA__BOOTSTRAP_SERVERS`` (the worker's variable,
+so one setting serves both), then the deprecated ``$KAFKA_BOOTSTRAP`` (with a one-line notice on
+stderr), then ``localhost:9092``. This module is the only one that reads the environment.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from consumer.schemas import json_schemas
 from producer import cli
 from producer.publish import KeyMode
 from producer.sinks import SinkFormat
 from producer.source import InputKind
-from producer.synth import DEFAULT_BATCH_MODEL, DEFAULT_JOBS, DEFAULT_MAX_TOKENS
+from producer.synth import DEFAULT_JOBS, DEFAULT_MAX_TOKENS
 from producer.validation import RequestFormat
 
 REQUESTS_TOPIC = "evalstream.requests"
 RESULTS_TOPIC = "evalstream.results"
+DLQ_TOPIC = "evalstream.dlq"
 DEFAULT_IDLE_S = 30.0
+# With --expect the run is known to be under way, so silence may last longer (an engine warming
+# up, a worker restarting); five minutes without a single result or dead letter means it stopped.
+DEFAULT_EXPECT_IDLE_S = 300.0
+BOOTSTRAP_ENV = "EVALSTREAM_KAFKA__BOOTSTRAP_SERVERS"
+DEPRECATED_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
+DEFAULT_BOOTSTRAP = "localhost:9092"
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -49,8 +58,8 @@ def _kafka_arguments(parser: argparse.ArgumentParser, topic: str | None) -> None
     """Adds the connection options every Kafka subcommand takes (``--topic`` unless None)."""
     parser.add_argument(
         "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP", "localhost:9092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or localhost:9092)",
+        help=f"Kafka bootstrap servers (default: ${BOOTSTRAP_ENV}, else {DEFAULT_BOOTSTRAP}; "
+        f"${DEPRECATED_BOOTSTRAP_ENV} still works but is deprecated)",
     )
     if topic is not None:
         parser.add_argument("--topic", default=topic, help=f"topic (default: {topic})")
@@ -88,7 +97,11 @@ def _add_synth(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--timestamps", action="store_true", help="set created_at to the generation time"
     )
-    parser.add_argument("--model", help=f"model to route to (batch lines: {DEFAULT_BATCH_MODEL})")
+    parser.add_argument(
+        "--model",
+        help="model to route to, one the workers serve (default: none, so the workers' "
+        "default model answers; batch lines then carry no body.model)",
+    )
     parser.add_argument(
         "--max-tokens",
         type=_positive_int,
@@ -156,13 +169,30 @@ def _add_collect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=SinkFormat.AUTO,
         help="output format (default: from --out)",
     )
-    parser.add_argument("--expect", type=_positive_int, help="stop after N distinct results")
     parser.add_argument(
+        "--expect",
+        type=_positive_int,
+        help="stop after N distinct requests have an outcome (a result or a dead letter)",
+    )
+    dlq = parser.add_mutually_exclusive_group()
+    dlq.add_argument(
+        "--dlq-topic",
+        help=f"dead-letter topic read beside the results, so dead letters count toward --expect "
+        f"(default: {DLQ_TOPIC}, skipped with a warning where it does not exist)",
+    )
+    dlq.add_argument("--no-dlq", action="store_true", help="read the results topic only")
+    idle = parser.add_mutually_exclusive_group()
+    idle.add_argument(
         "--until-idle",
         type=_positive_float,
         metavar="S",
-        help=f"stop after S seconds without results (default: {DEFAULT_IDLE_S:g} "
-        "unless --expect is given)",
+        help=f"stop after S seconds without a result or dead letter (default: {DEFAULT_IDLE_S:g}; "
+        f"{DEFAULT_EXPECT_IDLE_S:g} with --expect)",
+    )
+    idle.add_argument(
+        "--no-idle-limit",
+        action="store_true",
+        help="with --expect: wait for ever for the missing outcomes",
     )
     parser.add_argument(
         "--from-beginning",
@@ -183,7 +213,9 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = commands.add_parser(
         "report", help="write an HTML report with charts of a collect results file"
     )
-    parser.add_argument("results", metavar="RESULTS", help="collect output (.sqlite or .parquet)")
+    parser.add_argument(
+        "results", metavar="RESULTS", help="collect output (.sqlite, .parquet or .jsonl)"
+    )
     parser.add_argument(
         "--out",
         default="report.html",
@@ -255,11 +287,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _collect_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fills in collect's idle limit and dead-letter topic (None: no limit, no topic).
+
+    ``dlq_explicit`` records whether the user named the topic: a named one must exist, the
+    default may be absent.
+    """
+    if args.no_idle_limit and args.expect is None:
+        parser.error("--no-idle-limit needs --expect (without it collect would never stop)")
+    if args.no_idle_limit:
+        args.until_idle = None
+    elif args.until_idle is None:
+        args.until_idle = DEFAULT_EXPECT_IDLE_S if args.expect is not None else DEFAULT_IDLE_S
+    args.dlq_explicit = args.dlq_topic is not None
+    if args.no_dlq:
+        args.dlq_topic = None
+    elif args.dlq_topic is None:
+        args.dlq_topic = DLQ_TOPIC
+
+
+def bootstrap_from_env(environ: Mapping[str, str]) -> str:
+    """The bootstrap servers the environment names, else `DEFAULT_BOOTSTRAP`.
+
+    The old variable still works, with a one-line notice on stderr, so scripts keep running
+    while they move to the name the worker reads.
+    """
+    if environ.get(BOOTSTRAP_ENV):
+        return environ[BOOTSTRAP_ENV]
+    if environ.get(DEPRECATED_BOOTSTRAP_ENV):
+        print(
+            f"warning: ${DEPRECATED_BOOTSTRAP_ENV} is deprecated; "
+            f"set ${BOOTSTRAP_ENV} instead (the worker reads it too)",
+            file=sys.stderr,
+        )
+        return environ[DEPRECATED_BOOTSTRAP_ENV]
+    return DEFAULT_BOOTSTRAP
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line with every default filled in (the environment's included)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "bootstrap_servers") and args.bootstrap_servers is None:
+        args.bootstrap_servers = bootstrap_from_env(os.environ)
+    if getattr(args, "command", None) == "collect":
+        _collect_bounds(parser, args)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand and returns the process exit status."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) == "collect" and args.until_idle is None:
-        args.until_idle = None if args.expect is not None else DEFAULT_IDLE_S
+    args = parse_args(argv)
     handler: Handler = args.handler
     return cli.dispatch(handler, args)
 

@@ -9,6 +9,7 @@ delivery failure (``publish``) or a file ``report`` cannot read as results; 130 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -27,17 +28,18 @@ from rich.live import Live
 from consumer.kafka_log import KafkaLog
 from consumer.schemas import json_schemas
 from producer import topics
-from producer.collect import ResultCollector, ResultReader
+from producer.collect import ResultCollector
 from producer.csv_input import CsvMapping
 from producer.errors import InputError, ProducerError, ReportInputError
 from producer.file_publish import FilePublisher, RejectLog
 from producer.progress import ProgressDisplay
 from producer.publish import RequestPublisher
-from producer.sinks import open_sink
+from producer.result_reader import ResultReader
+from producer.sinks import open_sink, sink_appends
 from producer.source import InputFile
 from producer.status import GroupStatus, RateWindow, prometheus_rate, render_status
-from producer.synth import DEFAULT_BATCH_MODEL, RequestSynthesizer, batch_line
-from producer.topic_check import topic_problem
+from producer.synth import RequestSynthesizer, batch_line
+from producer.topic_check import cluster_topics, require_topic, topic_problem
 from producer.validation import LineValidator
 
 EXIT_OK, EXIT_FAILED, EXIT_UNDELIVERED = 0, 1, 2
@@ -84,6 +86,20 @@ def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:
     return pairs
 
 
+@functools.cache
+def _kafka_log(bootstrap: str) -> KafkaLog:
+    """The process's `KafkaLog` for a broker address (each one filters the one shared logger)."""
+    return KafkaLog(bootstrap)
+
+
+def client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``-X`` options, and librdkafka's log through `KafkaLog` (as the worker's clients do):
+    a broker that goes away mid-run is one line now and then, not a line per attempt."""
+    options: dict[str, Any] = parse_pairs(args.kafka_options, "-X")
+    options["logger"] = _kafka_log(args.bootstrap_servers).logger
+    return options
+
+
 def run_schema(args: argparse.Namespace) -> int:
     """``schema``: prints every JSON Schema as one object, or the one named."""
     schemas = json_schemas()
@@ -113,7 +129,7 @@ def run_synth(args: argparse.Namespace) -> int:
     with _output(args.output) as stream:
         for request in synthesizer.requests(args.count):
             if args.batch_format:
-                line = batch_line(request, args.model or DEFAULT_BATCH_MODEL, args.max_tokens)
+                line = batch_line(request, args.model, args.max_tokens)
                 stream.write(line.model_dump_json() + "\n")
             else:
                 stream.write(request.model_dump_json(exclude_none=True) + "\n")
@@ -122,15 +138,13 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     """``topics``: create or describe the deployment's topics."""
-    return topics.run_topics(args, parse_pairs(args.kafka_options, "-X"))
+    return topics.run_topics(args, client_options(args))
 
 
 def run_publish(args: argparse.Namespace) -> int:
     """``publish``: validates the input, publishes the valid lines, reports the rest."""
     headers = list(parse_pairs(args.header, "--header").items())
-    options: dict[str, Any] = {**CLI_PRODUCER_DEFAULTS, **parse_pairs(args.kafka_options, "-X")}
-    # librdkafka's lines through Python logging: one clear line while the broker is away.
-    options["logger"] = KafkaLog(args.bootstrap_servers).logger
+    options: dict[str, Any] = {**CLI_PRODUCER_DEFAULTS, **client_options(args)}
     source = InputFile(
         args.file,
         LineValidator(args.format),
@@ -168,14 +182,42 @@ def _report_invalid(partition: int, offset: int, reason: str) -> None:
     )
 
 
+def _collect_topics(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Checks the topics collect reads before any output exists; drops an absent default DLQ.
+
+    Raises:
+        BrokerError: Kafka does not answer, or the results topic (or a named DLQ) is missing.
+    """
+    known = cluster_topics(args.bootstrap_servers, options)
+    require_topic(args.topic, args.bootstrap_servers, known)
+    if args.dlq_topic is None or args.dlq_topic in known:
+        return
+    if args.dlq_explicit:
+        require_topic(args.dlq_topic, args.bootstrap_servers, known, option="--dlq-topic")
+    print(
+        f"warning: dead-letter topic {args.dlq_topic} does not exist on {args.bootstrap_servers};"
+        " reading results only (name one with --dlq-topic, or pass --no-dlq)",
+        file=sys.stderr,
+    )
+    args.dlq_topic = None
+
+
 def run_collect(args: argparse.Namespace) -> int:
-    """``collect``: stores distinct results until enough arrived or the topic went quiet."""
-    options: dict[str, Any] = parse_pairs(args.kafka_options, "-X")
+    """``collect``: stores distinct results until enough outcomes arrived or the topics went quiet.
+
+    Fails (exit 1) when fewer outcomes than ``--expect`` arrived, or when nothing was stored;
+    an output file that would hold nothing is removed rather than left behind empty.
+    """
+    appends = sink_appends(args.out, args.format)  # an unknown suffix fails before connecting
+    options = client_options(args)
+    _collect_topics(args, options)
+    existed = Path(args.out).exists()
     sink = open_sink(args.out, args.format)
     try:
         reader = ResultReader(
             args.bootstrap_servers,
             args.topic,
+            dlq_topic=args.dlq_topic,
             group_id=args.group,
             from_beginning=args.from_beginning,
             on_invalid=_report_invalid,
@@ -184,7 +226,7 @@ def run_collect(args: argparse.Namespace) -> int:
         with (
             reader,
             ProgressDisplay(
-                "collecting", args.expect, unit="results", enabled=not args.no_progress
+                "collecting", args.expect, unit="outcomes", enabled=not args.no_progress
             ) as progress,
         ):
             collector = ResultCollector(
@@ -199,12 +241,23 @@ def run_collect(args: argparse.Namespace) -> int:
     if report.stopped_by == "interrupted":
         return EXIT_INTERRUPTED
     if not report.complete:
-        print(
-            f"error: expected {args.expect:,} results, collected {report.stats.distinct:,}",
-            file=sys.stderr,
-        )
+        print(f"error: {report.shortfall()}", file=sys.stderr)
+        return EXIT_FAILED
+    if not report.written:
+        _remove_empty(Path(args.out), existed and appends)
+        source = args.topic if args.dlq_topic is None else f"{args.topic} or {args.dlq_topic}"
+        why = report.nothing_written(f"{source} on {args.bootstrap_servers}", args.out)
+        print(f"error: {why}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _remove_empty(path: Path, keep: bool) -> None:
+    """Removes an output that holds nothing of this run, unless it holds earlier rows (``keep``)."""
+    if keep:
+        return
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -226,7 +279,10 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     """``status``: lag per partition, backlog, rate and ETA; refreshed in place with --watch."""
-    options: dict[str, Any] = parse_pairs(args.kafka_options, "-X")
+    options = client_options(args)
+    require_topic(
+        args.topic, args.bootstrap_servers, cluster_topics(args.bootstrap_servers, options)
+    )
     window = RateWindow()
     console = Console()
     with GroupStatus(args.bootstrap_servers, args.group, args.topic, **options) as status:

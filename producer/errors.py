@@ -64,3 +64,7 @@ class StatusError(ProducerError):
 
 class ReportInputError(InputError):
     """A file given to ``report`` is missing, of an unknown kind, or not a results file."""
+
+
+class BrokerError(ProducerError):
+    """Kafka cannot be reached in time, or lacks a topic the command needs."""

@@ -214,6 +214,11 @@ def _open_text(path: str) -> TextIO:
         raise ResultStoreError(f"{path}: {exc.strerror}") from exc
 
 
+def sink_appends(path: str, fmt: SinkFormat = SinkFormat.AUTO) -> bool:
+    """Whether the sink adds to an existing file (SQLite) rather than starting a fresh one."""
+    return (infer_format(path) if fmt is SinkFormat.AUTO else fmt) is SinkFormat.SQLITE
+
+
 def open_sink(path: str, fmt: SinkFormat = SinkFormat.AUTO) -> ResultStore:
     """Opens the sink for a path and format (``auto`` infers it from the suffix)."""
     if fmt is SinkFormat.AUTO:

@@ -61,12 +61,15 @@ class ResultStats:
         duplicates: Results for an id already collected (at-least-once redelivery).
         invalid: Messages that were not a result of either shape.
         skipped: Distinct results the sink does not take (native results in a batch file).
+        dead_letters: Requests answered by a dead letter instead of a result.
     """
 
     distinct: int = 0
     duplicates: int = 0
     invalid: int = 0
     skipped: int = 0
+    dead_letters: int = 0
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     recommendations: Counter[str] = field(default_factory=Counter)
@@ -93,6 +96,20 @@ class ResultStats:
                 self.first_completed = moment
             if self.last_completed is None or moment > self.last_completed:
                 self.last_completed = moment
+
+    def add_dead_letter(self, reason: str) -> None:
+        """Counts one dead-lettered request."""
+        self.dead_letters += 1
+        self.dead_letter_reasons[reason] += 1
+
+    @property
+    def outcomes(self) -> int:
+        """Requests with an outcome: distinct results plus dead letters."""
+        return self.distinct + self.dead_letters
+
+    def dead_letter_text(self) -> str:
+        """``unknown_model 3, invalid_request 1``: the dead letters' reasons, most common first."""
+        return ", ".join(f"{r} {n:,}" for r, n in self.dead_letter_reasons.most_common())
 
     @property
     def span_s(self) -> float:
@@ -141,6 +158,8 @@ class ResultStats:
             "duplicates": self.duplicates,
             "invalid": self.invalid,
             "skipped": self.skipped,
+            "dead_letters": self.dead_letters,
+            "dead_letter_reasons": dict(self.dead_letter_reasons.most_common()),
             "status": dict(sorted(self.statuses.items())),
             "error_reasons": dict(self.reasons.most_common()),
             "recommendations": dict(self.recommendations.most_common()),
@@ -164,6 +183,11 @@ class ResultStats:
             f"status       ok {self.statuses['ok']:,} · error {self.statuses['error']:,}"
             + (f" ({reasons})" if reasons else ""),
         ]
+        if self.dead_letters:
+            lines.append(
+                f"dead letters {self.dead_letters:,} ({self.dead_letter_text()}); "
+                "not in the results file"
+            )
         lines += self._render_scores()
         latency = self.latency_summary()
         if latency["count"]:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from consumer.schemas import (
     BATCH_CHAT_URL,
@@ -34,7 +35,6 @@ SAME_FAMILY_SHARE = 0.7
 # Popular postings attract more applicants: job k is drawn with weight 1 / k**ZIPF_EXPONENT.
 ZIPF_EXPONENT = 0.8
 DEFAULT_JOBS = 50
-DEFAULT_BATCH_MODEL = "default"
 DEFAULT_MAX_TOKENS = 512
 
 SYSTEM_PROMPT = (
@@ -142,29 +142,27 @@ class RequestSynthesizer:
 
 def batch_line(
     request: EvaluationRequest,
-    model: str = DEFAULT_BATCH_MODEL,
+    model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> BatchRequestLine:
     """Turns a request into an OpenAI batch input line (``/v1/chat/completions``).
 
     The job and rubric come before the candidate, so every line for one job shares a prompt
-    prefix the engine can cache.
+    prefix the engine can cache. The body names a model only when one is given (the request's
+    own, else ``model``): the worker routes a body without ``model`` to its default model and
+    fills the name in before calling the engine, while a name it does not serve is a dead
+    letter, so no made-up default is written.
     """
     job = request.job
     parts = [f"# Job: {job.title} ({job.id})", job.text]
     if request.rubric:
         parts += ["# Rubric", request.rubric]
     parts += [f"# Candidate ({request.candidate.id})", request.candidate.text]
-    return BatchRequestLine(
-        custom_id=request.id,
-        method="POST",
-        url=BATCH_CHAT_URL,
-        body={
-            "model": request.model or model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": "\n\n".join(parts)},
-            ],
-            "max_tokens": max_tokens,
-        },
-    )
+    route = request.model or model
+    body: dict[str, Any] = {} if route is None else {"model": route}
+    body["messages"] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+    body["max_tokens"] = max_tokens
+    return BatchRequestLine(custom_id=request.id, method="POST", url=BATCH_CHAT_URL, body=body)

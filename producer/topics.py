@@ -21,6 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from consumer.lanes import INTERACTIVE_TOPIC
 from consumer.settings import KafkaSettings
 from producer.errors import ProducerError
+from producer.topic_check import cluster_topics
 
 TIMEOUT_S = 30.0
 
@@ -33,6 +34,7 @@ def default_topics() -> list[str]:
 
 def run_topics(args: argparse.Namespace, options: dict[str, Any]) -> int:
     """Runs ``topics create`` or ``topics describe``; returns the exit status."""
+    cluster_topics(args.bootstrap_servers, options)  # one line and exit 1 if Kafka is away
     admin = AdminClient({**options, "bootstrap.servers": args.bootstrap_servers})
     names: list[str] = args.topics or default_topics()
     if args.action == "create":

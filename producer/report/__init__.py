@@ -1,6 +1,6 @@
 """``evalstream-producer report``: an HTML report of a ``collect`` results file.
 
-`load` reads the SQLite or Parquet file, `stats` computes the summary and the time buckets,
+`load` reads the SQLite, Parquet or JSONL file, `stats` computes the summary and the time buckets,
 `charts` draws each chart as a PNG, `page` writes the self-contained HTML page. `write_report`
 runs them in that order and also writes each chart as a PNG file next to the page, in the folder
 ``<page stem>-files/`` (``report.html`` gets ``report-files/throughput.png`` and so on).
@@ -73,7 +73,7 @@ def write_report(results: str, out: str) -> ReportFiles:
     """Reads a results file and writes the HTML page and the chart PNGs.
 
     Args:
-        results: A ``collect`` output file (``.sqlite``/``.db`` or ``.parquet``).
+        results: A ``collect`` output file (``.sqlite``/``.db``, ``.parquet`` or ``.jsonl``).
         out: The HTML file to write; its PNG folder is created beside it.
 
     Raises:

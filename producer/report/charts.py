@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from producer.report.load import ReportRow
-from producer.report.stats import TimeBuckets, mean, percentile
+from producer.report.stats import TimeBuckets, mean, percent, percentile
 
 WIDTH_IN, HEIGHT_IN, DPI = 9.0, 4.0, 110
 OK_COLOUR, ERROR_COLOUR, ACCENT = "#2e7d32", "#c62828", "#1565c0"
@@ -115,7 +115,7 @@ def throughput_chart(buckets: TimeBuckets | None) -> Chart:
 
 def latency_chart(buckets: TimeBuckets | None) -> Chart:
     """End-to-end latency percentiles (p50, p95, p99) per time bucket."""
-    name, title = "latency", "End-to-end latency percentiles over time"
+    name, title = "latency", "End-to-end latency percentiles over time (since publish)"
     if buckets is None or all(math.isnan(value) for value in buckets.latency(0.5)):
         return placeholder(name, title, "no result has a completion time and a latency")
     figure, (ax,) = _figure()
@@ -133,7 +133,7 @@ def latency_chart(buckets: TimeBuckets | None) -> Chart:
         )
     ax.set_title(f"{title} ({_width_text(buckets.width_s)} buckets)")
     ax.set_xlabel(label)
-    ax.set_ylabel("end-to-end latency (s)")
+    ax.set_ylabel("since publish, incl. wait for a worker (s)")
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
     ax.legend(loc="upper left", frameon=False, ncols=3)
@@ -152,7 +152,9 @@ def outcomes_chart(counts: Counter[str]) -> Chart:
     colours = [OK_COLOUR if label == "ok" else ERROR_COLOUR for label in labels]
     bars = ax.barh([_short(label) for label in labels], values, color=colours)
     total = sum(values)
-    ax.bar_label(bars, labels=[f"{v:,} ({v / total:.1%})" for v in values], padding=3, fontsize=9)
+    ax.bar_label(
+        bars, labels=[f"{v:,} ({percent(v, total)})" for v in values], padding=3, fontsize=9
+    )
     ax.invert_yaxis()
     ax.set_xlim(0, max(values) * 1.25)
     ax.set_title(f"{title} (errors in red)")

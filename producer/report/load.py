@@ -1,6 +1,7 @@
-"""Reading a results file of ``collect`` (SQLite or Parquet) into `ReportRow` values.
+"""Reading a results file of ``collect`` (SQLite, Parquet or JSONL) into `ReportRow` values.
 
-Both files hold the columns of `ResultView` plus ``json``, the message as received. Results carry
+SQLite and Parquet hold the columns of `ResultView` plus ``json``, the message as received; a JSONL
+file holds the messages, one a line, flattened here by the same `ResultView`. Results carry
 no job id of their own; the job comes from the request's metadata, which the worker echoes back
 (``job_id`` or ``job``, else ``job_family`` as `producer.synth` writes it).
 """
@@ -16,7 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from consumer.schemas import parse_result
 from producer.errors import ReportInputError
+from producer.result_view import ResultView
 
 # The columns a report reads; a file without them is not a results file.
 COLUMNS = (
@@ -34,6 +39,7 @@ COLUMNS = (
 )
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
 _PARQUET_SUFFIXES = {".parquet"}
+_JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 # Metadata keys naming the job a result belongs to, most specific first.
 _JOB_KEYS = ("job_id", "job", "job_family")
 
@@ -73,22 +79,53 @@ def load_results(path: str) -> list[ReportRow]:
     """Reads every result of a ``collect`` output file.
 
     Args:
-        path: A ``.sqlite``/``.sqlite3``/``.db`` or ``.parquet`` file.
+        path: A ``.sqlite``/``.sqlite3``/``.db``, ``.parquet`` or ``.jsonl``/``.ndjson`` file.
 
     Raises:
         ReportInputError: The file is missing, has another suffix, or holds no results table.
     """
     file = Path(path)
     suffix = file.suffix.lower()
-    if suffix not in _SQLITE_SUFFIXES | _PARQUET_SUFFIXES:
+    if suffix not in _SQLITE_SUFFIXES | _PARQUET_SUFFIXES | _JSONL_SUFFIXES:
         raise ReportInputError(
             f"{path}: cannot tell the format from the suffix {suffix or '(none)'!r}; "
-            "expected .sqlite, .sqlite3, .db or .parquet"
+            "expected .sqlite, .sqlite3, .db, .parquet, .jsonl or .ndjson"
         )
     if not file.is_file():
         raise ReportInputError(f"{path}: no such file")
-    records = _sqlite_records(file) if suffix in _SQLITE_SUFFIXES else _parquet_records(file)
+    if suffix in _SQLITE_SUFFIXES:
+        records = _sqlite_records(file)
+    elif suffix in _PARQUET_SUFFIXES:
+        records = _parquet_records(file)
+    else:
+        records = _jsonl_records(file)
     return [_row(record) for record in records]
+
+
+def _jsonl_records(file: Path) -> list[dict[str, Any]]:
+    """The results of a JSONL file written by ``collect --out results.jsonl`` (either shape).
+
+    A batch output line has no completion time of its own (``collect`` takes the Kafka
+    timestamp, which a JSONL file does not keep), so its row has none.
+    """
+    records = []
+    try:
+        with file.open("rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    view = ResultView.of(parse_result(line))
+                except (ValidationError, ValueError, TypeError) as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise ReportInputError(
+                        f"{file}: line {number} is not a result of collect ({reason})"
+                    ) from exc
+                record = {name: getattr(view, name) for name in COLUMNS if name != "json"}
+                records.append({**record, "json": line.decode("utf-8", errors="replace")})
+    except OSError as exc:
+        raise ReportInputError(f"{file}: {exc.strerror}") from exc
+    return records
 
 
 def _sqlite_records(file: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,12 @@ from datetime import datetime
 from html import escape
 
 from producer.report.charts import Chart
-from producer.report.stats import Summary
+from producer.report.stats import MIN_RATE_SPAN_S, Summary, percent
+
+# End-to-end latency runs from the request's timestamp (its publish time, or created_at), so it
+# includes any time the request waited in the topic before a worker read it: a backlog published
+# before the workers started shows up here, and the label says so.
+LATENCY_LABEL = "End-to-end latency (since publish, incl. wait for a worker)"
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -31,16 +36,15 @@ section.chart img { max-width: 100%; height: auto; border: 1px solid #eeeeee; }
 
 def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     """The summary table as (label, formatted value) pairs, in display order."""
-    rate = summary.rate
     return [
         ("Results", f"{summary.results:,}"),
-        ("OK", _share(summary.ok, summary.ok_share)),
+        ("OK", _share(summary.ok, summary.results)),
         ("First result", _moment(summary.first)),
         ("Last result", _moment(summary.last)),
-        ("Time span", _number(summary.span_s, "{:,.1f} s")),
-        ("Results per second", _number(rate, "{:,.2f}")),
-        ("End-to-end latency p50", _number(summary.latency_p50_s, "{:,.3f} s")),
-        ("End-to-end latency p95", _number(summary.latency_p95_s, "{:,.3f} s")),
+        ("Time span", _span(summary.span_s)),
+        ("Results per second", _rate(summary)),
+        (f"{LATENCY_LABEL} p50", _number(summary.latency_p50_s, "{:,.3f} s")),
+        (f"{LATENCY_LABEL} p95", _number(summary.latency_p95_s, "{:,.3f} s")),
         ("Prompt tokens per result (mean)", _number(summary.prompt_tokens, "{:,.1f}")),
         ("Completion tokens per result (mean)", _number(summary.completion_tokens, "{:,.1f}")),
     ]
@@ -83,9 +87,25 @@ def _section(chart: Chart) -> str:
     )
 
 
-def _share(count: int, share: float | None) -> str:
-    """``9,500 (95.0%)``, or the bare count when there is no share."""
-    return f"{count:,}" if share is None else f"{count:,} ({share:.1%})"
+def _share(count: int, whole: int) -> str:
+    """``9,500 (95.0%)``, or the bare count when there is no whole."""
+    return f"{count:,} ({percent(count, whole)})" if whole else f"{count:,}"
+
+
+def _span(span_s: float | None) -> str:
+    """The time span; under a second with the precision that shows it is not zero."""
+    if span_s is None:
+        return "\u2013"
+    return f"{span_s:,.1f} s" if span_s >= MIN_RATE_SPAN_S else f"{span_s:.4g} s"
+
+
+def _rate(summary: Summary) -> str:
+    """Results per second, or why there is no rate (a span too short to measure one)."""
+    if summary.rate is not None:
+        return f"{summary.rate:,.2f}"
+    if summary.span_s is None or summary.results < 2:
+        return "\u2013"
+    return f"\u2013 (all {summary.results:,} within {summary.span_s:.4g} s: too short for a rate)"
 
 
 def _number(value: float | None, template: str) -> str:

@@ -43,7 +43,7 @@ def test_batch_input_through_the_worker_gives_one_output_line_per_custom_id(
     collected = producer(
         "collect", "--bootstrap-servers", bootstrap, "--topic", topics.results,
         "--out", str(batch_out), "--format", "openai-batch", "--expect", str(COUNT),
-        "--no-progress",
+        "--dlq-topic", topics.dlq, "--no-progress",
     )  # fmt: skip
     assert collected.returncode == 0, collected.stderr
 

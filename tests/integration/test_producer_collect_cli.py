@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
+from consumer.schemas import BATCH_CHAT_URL
 from producer import GroupStatus, ResultReader
 from tests.integration.test_producer_publish_cli import consume_all, producer_cli
 from tests.unit.test_producer_results import batch_output, encode, native_result
@@ -59,7 +61,7 @@ def test_collect_deduplicates_into_sqlite_and_jsonl(
     topic = topic_factory(3)
     results_with_duplicates(kafka_bootstrap, topic)
     db, summary = tmp_path / "results.db", tmp_path / "summary.json"
-    common = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--no-progress"]
+    common = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--no-progress", "--no-dlq"]
 
     run = producer_cli(
         "collect", *common, "--out", str(db), "--until-idle", "2", "--json-summary", str(summary)
@@ -108,9 +110,12 @@ def test_collect_reports_missing_results(
         "2",
         "--until-idle",
         "2",
+        "--no-dlq",
     )
     assert run.returncode == 1
-    assert "expected 2 results, collected 1" in run.stderr
+    assert run.stderr == (
+        "error: expected 2 results, collected 1 (1 results, 0 dead letters); stopped idle for 2 s\n"
+    )
 
 
 @pytest.mark.timeout(300)
@@ -166,6 +171,7 @@ def test_openai_batch_round_trip(
         "--expect",
         "12",
         "--no-progress",
+        "--no-dlq",
     )
     assert run.returncode == 0, run.stderr
     sent = [json.loads(text)["custom_id"] for text in batch_in.read_text().splitlines()]
@@ -205,7 +211,7 @@ def test_collect_to_parquet_has_typed_columns_read_back_by_pyarrow(
     topic = topic_factory(3)
     results_with_duplicates(kafka_bootstrap, topic)
     out = tmp_path / "results.parquet"
-    common = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--no-progress"]
+    common = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--no-progress", "--no-dlq"]
 
     run = producer_cli("collect", *common, "--out", str(out), "--expect", str(NATIVE + BATCH))
 
@@ -222,3 +228,109 @@ def test_collect_to_parquet_has_typed_columns_read_back_by_pyarrow(
     assert rows["r3"]["kind"] == "native"
     assert rows["b1"]["kind"] == "openai-batch"
     assert rows["r3"]["completed_at"] is not None
+
+
+def dead_letters(bootstrap: str, topic: str, ids: Sequence[str], reason: str) -> None:
+    """Dead letters as the worker writes them: the batch line's key and bytes, its headers."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for number, request_id in enumerate(ids):
+        line = {"custom_id": request_id, "method": "POST", "url": BATCH_CHAT_URL, "body": {}}
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("evalstream.error.reason", reason.encode()),
+            ("evalstream.source.topic", b"requests"),
+            ("evalstream.source.partition", b"0"),
+            ("evalstream.source.offset", str(number).encode()),
+        ]
+        producer.produce(topic, json.dumps(line).encode(), request_id, headers=list(headers))
+    assert producer.flush(WAIT_S) == 0
+
+
+@pytest.mark.timeout(300)
+def test_dead_letters_count_toward_expect(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    results, dlq = topic_factory(2), topic_factory(1)
+    produce(kafka_bootstrap, results, [(f"b{n}", encode(batch_output(f"b{n}"))) for n in range(3)])
+    dead_letters(kafka_bootstrap, dlq, ["b3", "b4"], "unknown_model")
+    summary = tmp_path / "summary.json"
+    run = producer_cli(
+        "collect", "--bootstrap-servers", kafka_bootstrap, "--topic", results,
+        "--dlq-topic", dlq, "--out", str(tmp_path / "r.jsonl"), "--expect", "5",
+        "--json-summary", str(summary), "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert "dead letters 2 (unknown_model 2); not in the results file" in run.stdout
+    stats = json.loads(summary.read_text())
+    assert (stats["distinct"], stats["dead_letters"], stats["stopped_by"]) == (
+        3,
+        2,
+        "after 5 outcomes",
+    )
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.timeout(300)
+def test_collecting_a_batch_run_that_was_all_dead_lettered_fails_and_writes_nothing(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    results, dlq = topic_factory(1), topic_factory(1)
+    dead_letters(kafka_bootstrap, dlq, ["b0", "b1"], "unknown_model")
+    out = tmp_path / "batch_out.jsonl"
+    run = producer_cli(
+        "collect", "--bootstrap-servers", kafka_bootstrap, "--topic", results,
+        "--dlq-topic", dlq, "--out", str(out), "--format", "openai-batch", "--expect", "2",
+        "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr == (
+        f"error: all 2 requests were dead-lettered (unknown_model 2); nothing written to {out}\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.timeout(120)
+def test_collect_from_a_misspelled_topic_fails_at_once_naming_it(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory(1)
+    wrong = topic[:-1] + ("x" if topic[-1] != "x" else "y")
+    out = tmp_path / "results.sqlite"
+    started = time.monotonic()
+    run = producer_cli(
+        "collect", "--bootstrap-servers", kafka_bootstrap, "--topic", wrong, "--out", str(out)
+    )
+    assert time.monotonic() - started < 30  # not the 30-s idle limit after an empty wait
+    assert run.returncode == 1
+    assert run.stderr == (
+        f"error: topic {wrong} does not exist on {kafka_bootstrap}; did you mean --topic {topic}?\n"
+    )
+    assert not out.exists()
+    named_dlq = producer_cli(
+        "collect", "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
+        "--dlq-topic", wrong, "--out", str(out),
+    )  # fmt: skip
+    assert named_dlq.returncode == 1
+    assert named_dlq.stderr == (
+        f"error: topic {wrong} does not exist on {kafka_bootstrap}; "
+        f"did you mean --dlq-topic {topic}?\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.timeout(120)
+def test_collect_that_received_nothing_fails_and_leaves_no_file(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory(1)
+    out = tmp_path / "results.jsonl"
+    run = producer_cli(
+        "collect", "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--no-dlq",
+        "--out", str(out), "--until-idle", "1", "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr == (
+        f"error: no results arrived from {topic} on {kafka_bootstrap} (stopped idle for 1 s); "
+        "nothing written\n"
+    )
+    assert not out.exists()

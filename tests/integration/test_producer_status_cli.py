@@ -80,4 +80,7 @@ def test_status_of_a_missing_topic_fails_cleanly(
         "0",
     )
     assert run.returncode == 1
-    assert "topic 'no-such-topic-here' not found" in run.stderr
+    assert run.stderr.startswith(
+        f"error: topic no-such-topic-here does not exist on {kafka_bootstrap}"
+    )
+    assert len(run.stderr.splitlines()) == 1

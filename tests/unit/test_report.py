@@ -25,11 +25,13 @@ from consumer.schemas import (
 from producer.__main__ import main
 from producer.report import build_charts, images_folder, write_report
 from producer.report.load import ReportRow, load_results
+from producer.report.page import LATENCY_LABEL, summary_rows
 from producer.report.stats import (
     Summary,
     TimeBuckets,
     bucket_width,
     outcome_counts,
+    percent,
     percentile,
     scores_by,
 )
@@ -126,7 +128,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-@pytest.mark.parametrize("suffix", [".sqlite", ".parquet"])
+@pytest.mark.parametrize("suffix", [".sqlite", ".parquet", ".jsonl"])
 def test_report_has_every_chart_inline_and_as_png_files(tmp_path: Path, suffix: str) -> None:
     results = tmp_path / f"results{suffix}"
     write_results(results, [make_result(number) for number in range(COUNT)])
@@ -162,7 +164,7 @@ def test_summary_table_states_what_the_input_implies(tmp_path: Path) -> None:
     assert summary["OK"] == "54 (90.0%)"
     assert summary["Time span"] == "29.5 s"  # the last result completes at 59 / 2 s
     assert summary["Results per second"] == f"{60 / 29.5:.2f}"
-    assert summary["End-to-end latency p50"] == f"{(latencies[29] + latencies[30]) / 2:.3f} s"
+    assert summary[f"{LATENCY_LABEL} p50"] == f"{(latencies[29] + latencies[30]) / 2:.3f} s"
     assert summary["First result"] == "2025-03-01 12:00:00 UTC"
     assert summary["Prompt tokens per result (mean)"] == f"{1000 + 59 / 2:,.1f}"
 
@@ -279,3 +281,61 @@ def test_percentile_interpolates_and_summary_handles_nothing() -> None:
     assert percentile([], 0.5) is None
     empty = Summary.of([])
     assert (empty.results, empty.ok_share, empty.span_s, empty.rate) == (0, None, None, None)
+
+
+def test_the_jsonl_of_collect_gives_the_same_summary_as_sqlite(tmp_path: Path) -> None:
+    results = [make_result(number) for number in range(COUNT)]
+    write_results(tmp_path / "r.sqlite", results)
+    write_results(tmp_path / "r.jsonl", results)
+    assert Summary.of(load_results(str(tmp_path / "r.jsonl"))) == Summary.of(
+        load_results(str(tmp_path / "r.sqlite"))
+    )
+
+
+def test_a_jsonl_line_that_is_no_result_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(make_result(1).model_dump_json() + "\n" + '{"id": "x"}\n')
+    assert main(["report", str(path), "--out", str(tmp_path / "r.html")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: line 2 is not a result of collect (")
+    assert error.count("\n") == 1
+
+
+def test_a_run_finished_within_milliseconds_has_no_rate_and_one_full_bucket(
+    tmp_path: Path,
+) -> None:
+    # Every request expired: the worker answered all five within 1.2 ms of each other.
+    results = [
+        make_result(number).model_copy(
+            update={"completed_at": T0 + timedelta(microseconds=300 * number)}
+        )
+        for number in range(5)
+    ]
+    write_results(tmp_path / "expired.sqlite", results)
+    rows = load_results(str(tmp_path / "expired.sqlite"))
+    summary = Summary.of(rows)
+    assert summary.rate is None
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "expired.sqlite"), "--out", str(out)]) == 0
+    table = read_page(out).summary()
+    assert table["Results per second"] == "\u2013 (all 5 within 0.0012 s: too short for a rate)"
+    assert table["Time span"] == "0.0012 s"
+    buckets = TimeBuckets.of(rows)
+    assert buckets is not None
+    assert (buckets.width_s, buckets.edges_s) == (1.0, (0.0, 1.0))  # the axis the title names
+    assert buckets.rates() == [5.0]
+
+
+def test_a_share_short_of_the_whole_never_shows_100_percent() -> None:
+    assert percent(5_457, 5_459) == "99.9%"  # 2 errors: 99.96% would round to 100.0%
+    assert percent(2, 5_459) == "0.1%"
+    assert (percent(5, 5), percent(0, 5), percent(54, 60)) == ("100.0%", "0.0%", "90.0%")
+    rows = [
+        ReportRow(f"r{n}", "error" if n < 2 else "ok", None, None, None, None, None, None, None,
+                  None, None)
+        for n in range(5_459)
+    ]  # fmt: skip
+    assert Summary.of(rows).ok == 5_457
+    assert dict(summary_rows(Summary.of(rows)))["OK"] == "5,457 (99.9%)"
