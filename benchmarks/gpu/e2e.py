@@ -289,6 +289,7 @@ class E2ERun:
         args, out = self.args, self.out
         collect = [sys.executable, "-m", "producer", "collect"]
         collect += ["--bootstrap-servers", args.bootstrap, "--topic", self.topics["results"]]
+        collect += ["--dlq-topic", self.topics["dlq"]]
         collect += ["--out", str(self.work / "results.jsonl"), "--from-beginning"]
         collect += ["--expect", str(out["results_read"] or 1), "--no-progress"]
         collect += ["--json-summary", str(self.work / "collect.json")]
