@@ -1,7 +1,8 @@
 """``evalstream-consumer``: the worker service (one per GPU, one consumer group).
 
 Every flag is also an ``EVALSTREAM_*`` environment variable and a config-file key;
-flags win over the environment, which wins over the file.
+flags win over the environment, which wins over the file (``--config`` or
+``EVALSTREAM_CONFIG_FILE``), which wins over the defaults.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from consumer.logs import configure_logging, plain_text
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
 from consumer.router import ModelRouter, Variant
-from consumer.settings import Settings, load_settings
+from consumer.settings import CONFIG_FILE_ENV, Settings, load_settings
 from consumer.worker import Worker
 
 log = logging.getLogger("consumer")
@@ -66,7 +67,11 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evalstream-consumer", description=plain_text(__doc__))
-    p.add_argument("--config", type=Path, help="TOML or YAML configuration file")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help=f"TOML, YAML or JSON configuration file (default: ${CONFIG_FILE_ENV}, if set)",
+    )
     p.add_argument(
         "--check-config", action="store_true", help="print the effective configuration and exit"
     )

@@ -1,17 +1,22 @@
 """The worker's configuration: one frozen object, built once in ``__main__``.
 
 Sources, strongest first: command-line flags, ``EVALSTREAM_*`` environment variables
-(nested sections with ``__``, e.g. ``EVALSTREAM_ENGINE__URL``), an optional TOML or
-YAML file (``--config`` or ``EVALSTREAM_CONFIG_FILE``), then the defaults below.
+(nested sections with ``__``, e.g. ``EVALSTREAM_ENGINE__URL``), an optional TOML, YAML or
+JSON file (``--config``, else ``EVALSTREAM_CONFIG_FILE``; its keys are the sections and
+fields below, e.g. ``[kafka] group_id = "g"``), then the defaults below.
 Nothing else in the package reads the environment.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -301,37 +307,77 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _CONFIG_FILE.get("path")
-        if path is not None:
-            if path.suffix in {".yaml", ".yml"}:
-                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
-            else:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
+        # Strongest first: flags (passed as init arguments), environment, file, then defaults.
+        file = _FILE_SOURCE.get()
+        sources = (init_settings, env_settings)
+        return sources if file is None else (*sources, file)
 
 
-# Set only by `load_settings` for the duration of one construction.
-_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+CONFIG_FILE_ENV = "EVALSTREAM_CONFIG_FILE"
+
+# The parsed file of the `load_settings` call in progress; a context variable, so that two
+# constructions (two test threads) never see each other's file.
+_FILE_SOURCE: ContextVar[PydanticBaseSettingsSource | None] = ContextVar(
+    "evalstream_config_file", default=None
+)
+
+# Suffix -> (format name, pydantic-settings' source for it).
+_FORMATS: dict[str, tuple[str, Callable[[Path], PydanticBaseSettingsSource]]] = {
+    ".toml": ("TOML", lambda path: TomlConfigSettingsSource(Settings, toml_file=path)),
+    ".yaml": ("YAML", lambda path: YamlConfigSettingsSource(Settings, yaml_file=path)),
+    ".yml": ("YAML", lambda path: YamlConfigSettingsSource(Settings, yaml_file=path)),
+    ".json": ("JSON", lambda path: JsonConfigSettingsSource(Settings, json_file=path)),
+}
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Builds the settings from flags (``overrides``), environment and file.
 
     Args:
-        config_file: a ``.toml``, ``.yaml`` or ``.yml`` file, or None.
+        config_file: a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file; None reads the path
+            from ``EVALSTREAM_CONFIG_FILE``, where set.
         overrides: values that win over every other source (nested dicts per section).
 
     Raises:
-        ConfigError: the file does not exist.
+        ConfigError: the file is missing, unreadable or malformed (one line naming it).
         pydantic.ValidationError: a value is invalid; the message names the field.
     """
-    from consumer.errors import ConfigError
-
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
-    _CONFIG_FILE["path"] = config_file
+    source = _file_source(config_file)
+    token = _FILE_SOURCE.set(source)
     try:
         return Settings(**overrides)
     finally:
-        _CONFIG_FILE["path"] = None
+        _FILE_SOURCE.reset(token)
+
+
+def _file_source(config_file: Path | None) -> PydanticBaseSettingsSource | None:
+    """The parsed configuration file, or None when neither the flag nor the variable names one."""
+    from consumer.errors import ConfigError
+
+    given_by = "--config"
+    if config_file is None:
+        named = os.environ.get(CONFIG_FILE_ENV, "")
+        if not named:
+            return None
+        config_file, given_by = Path(named), CONFIG_FILE_ENV
+    where_from = f"(set by {given_by})"
+    if not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist {where_from}")
+    kind = _FORMATS.get(config_file.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"config file {config_file}: unknown format {config_file.suffix!r}, use .toml, "
+            f".yaml, .yml or .json {where_from}"
+        )
+    name, build = kind
+    try:
+        # The sources parse the file when built, so every syntax error surfaces here.
+        return build(config_file)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())  # YAML's messages span lines
+        if "dictionary update sequence" in detail:
+            # The source merges the file into a dict: a top-level list or scalar fails there.
+            detail = "its top level must be a mapping of sections and fields"
+        raise ConfigError(
+            f"config file {config_file} is not valid {name}: {detail} {where_from}"
+        ) from exc
