@@ -22,8 +22,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from pydantic import ValidationError
 
 from consumer.backends.base import Backend
-from consumer.backends.ollama import OllamaBackend
-from consumer.backends.openai import OpenAIBackend
+from consumer.backends.registry import BACKENDS
 from consumer.backoff import ENGINE_PROBE
 from consumer.errors import ConfigError
 from consumer.gpu_metrics import GpuCollector
@@ -49,7 +48,6 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
     "backend": ("engine", "backend"),
     "engine_url": ("engine", "url"),
     "model": ("engine", "model"),
-    "api": ("engine", "api"),
     "max_tokens": ("engine", "max_tokens"),
     "window_policy": ("window", "policy"),
     "window": ("window", "size"),
@@ -81,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results-topic")
     p.add_argument("--dlq-topic")
     p.add_argument("--processing-guarantee", choices=["at_least_once", "exactly_once"])
-    p.add_argument("--backend", choices=["openai", "ollama"])
+    p.add_argument("--backend", choices=list(BACKENDS))
     p.add_argument("--engine-url", help="engine base URL; {gpu} is replaced by --gpu")
     p.add_argument("--model")
     p.add_argument("--api", choices=["chat", "completions"])
@@ -118,6 +116,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             overrides[field] = value
         else:
             overrides.setdefault(section, {})[field] = value
+    if args.api is not None:
+        overrides.setdefault("engine", {})["openai"] = {"api": args.api}
     settings = load_settings(args.config, **overrides)
     if settings.gpu is not None and "{gpu}" in settings.engine.url:
         engine = settings.engine.model_copy(
@@ -130,20 +130,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def build_backend(settings: Settings, client: httpx.AsyncClient) -> tuple[Backend, bool]:
     """The backend for the configured engine, and whether it batches in one call."""
     engine = settings.engine
-    if engine.backend == "ollama":
-        return OllamaBackend(
-            client,
-            structured_output=engine.structured_output,
-            keep_alive=engine.keep_alive,
-            num_ctx=engine.num_ctx,
-        ), False
-    backend = OpenAIBackend(
-        client,
-        api=engine.api,
-        structured_output=engine.structured_output,
-        extra_body=engine.extra_body,
-    )
-    return backend, engine.api == "completions"
+    section = engine.section()
+    backend = BACKENDS[engine.backend].create(client, engine.options(), section)
+    return backend, section.one_call_per_batch
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from consumer.backends.base import BackendSettings, EngineOptions
+from consumer.backends.registry import BACKENDS
 from consumer.setting_checks import http_url, topic_name, where
 
 
@@ -96,25 +99,46 @@ class VariantSettings(_Section):
     weight: float = Field(gt=0)
 
 
-class EngineSettings(_Section):
-    """The inference engine this worker drives (one engine per GPU)."""
+class _EngineSettings(_Section):
+    """The inference engine this worker drives (one engine per GPU).
 
-    backend: Literal["openai", "ollama"] = "openai"
-    url: str = "http://127.0.0.1:8000"
-    model: str = "google/gemma-3-1b-it"
-    api_key: SecretStr | None = None
+    Beside these fields, each registered backend has its own section here, named after it
+    (``engine.openai``, ``engine.ollama``; `consumer.backends.registry`).
+    """
+
+    backend: str = Field(
+        default="openai",
+        description="Which engine API to speak: " + ", ".join(BACKENDS) + ".",
+        json_schema_extra={"choices": list(BACKENDS)},
+    )
+    url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The engine's base URL; {gpu} is replaced by the gpu setting.",
+    )
+    model: str = Field(
+        default="google/gemma-3-1b-it", description="Model for requests that name none."
+    )
+    api_key: SecretStr | None = Field(default=None, description="Bearer token for the engine.")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            known = ", ".join(BACKENDS)
+            raise ValueError(
+                f"unknown backend {value!r}: one of {known} "
+                f"(set by {where('engine', 'backend', '--backend')})"
+            )
+        return value
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         return http_url(value, where("engine", "url", "--engine-url"))
 
-    api: Literal["chat", "completions"] = Field(
-        default="chat",
-        description="openai backend: one chat call per request, or /v1/completions with a "
-        "list of prompts per micro-batch.",
+    structured_output: bool = Field(
+        default=True, description="Constrain replies to the evaluation JSON Schema."
     )
-    structured_output: bool = True
     string_bounds: bool = Field(
         default=True,
         description="Send the evaluation schema's string lengths (maxLength) to the engine's "
@@ -126,14 +150,12 @@ class EngineSettings(_Section):
         description="Completion token cap. Default: with structured output, the longest reply "
         "the evaluation schema allows (every reply that follows it fits); without, 512.",
     )
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    timeout_s: float = Field(default=600.0, gt=0)
-    keep_alive: str = Field(default="30m", description="Ollama: how long the model stays loaded.")
-    num_ctx: int | None = Field(default=None, description="Ollama: context window.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    timeout_s: float = Field(default=600.0, gt=0, description="Time limit of one engine call.")
     extra_body: dict[str, Any] = Field(
         default_factory=dict,
-        description="Engine-specific request fields merged into every call "
-        '(vLLM: {"ignore_eos": true, "min_tokens": 150}).',
+        description="Engine-specific request fields merged into every call of the openai "
+        'backend (vLLM: {"ignore_eos": true, "min_tokens": 150}).',
     )
     variants: list[VariantSettings] = Field(
         default_factory=list,
@@ -142,6 +164,30 @@ class EngineSettings(_Section):
     )
     prompt_template: Path | None = Field(
         default=None, description="A TOML prompt template replacing the built-in one."
+    )
+
+    def section(self) -> BackendSettings:
+        """The chosen backend's own settings (``engine.<backend>``)."""
+        section: BackendSettings = getattr(self, self.backend)
+        return section
+
+    def options(self) -> EngineOptions:
+        """The fields every backend is built with."""
+        return EngineOptions(self.structured_output, dict(self.extra_body))
+
+
+# The engine section with one field per registered backend, so a new backend's settings are
+# read from the environment, the file and the flags without another line here. Type checkers
+# see the common fields; code reaches a backend's own through `section()`.
+if TYPE_CHECKING:
+    EngineSettings = _EngineSettings
+else:
+    EngineSettings = create_model(
+        "EngineSettings",
+        __base__=_EngineSettings,
+        __doc__=_EngineSettings.__doc__,
+        __module__=__name__,
+        **{name: (kind.section, kind.section()) for name, kind in BACKENDS.items()},
     )
 
 

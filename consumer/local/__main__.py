@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from consumer.backends.registry import BACKENDS
 from consumer.logs import plain_text
 
 
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--profile", default="vllm", help="simulator profile (vllm or ollama)")
     demo.add_argument("--time-scale", type=float, default=4.0, help="simulator speed-up")
     demo.add_argument("--engine-url", help="use this running engine instead of the simulator")
-    demo.add_argument("--backend", choices=["openai", "ollama"], help="backend of --engine-url")
+    demo.add_argument("--backend", choices=list(BACKENDS), help="backend of --engine-url")
     demo.add_argument("--model", help="model of --engine-url")
     demo.add_argument("--out", type=Path, default=Path("evalstream-demo-results.sqlite"))
     demo.add_argument("--bootstrap-servers", help="use this broker instead of a local one")
