@@ -39,6 +39,7 @@ class OpenAISettings(BackendSettings):
         default="chat",
         description="One /v1/chat/completions call per request, or one /v1/completions call "
         "with the list of prompts of a micro-batch.",
+        json_schema_extra={"flag": "--api"},
     )
 
     @property
