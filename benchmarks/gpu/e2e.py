@@ -51,7 +51,7 @@ from e2e_workers import (
 )
 from measure import add_up, counter_delta, engine_metrics, reset_prefix_cache, statistics
 
-from consumer.local.topics import create_topics
+from evalstream_local.topics import create_topics
 
 
 def run(command: list[str], log: Path, timeout: float) -> int:

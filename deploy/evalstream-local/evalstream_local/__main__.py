@@ -68,19 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["engine"]:
-        from consumer.local.simulator.server import main as engine_main
+        from evalstream_local.simulator.server import main as engine_main
 
         return engine_main(argv[1:])
     if argv[:1] == ["compose"]:
-        from consumer.local.compose import main as compose_main
+        from evalstream_local.compose import main as compose_main
 
         return compose_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "kafka":
-        from consumer.local.broker.serve import serve as serve_kafka
+        from evalstream_local.broker.serve import serve as serve_kafka
 
         return serve_kafka(args.data_dir, args.port, _default_topics(args.partitions))
-    from consumer.local.demo import run_demo
+    from evalstream_local.demo import run_demo
 
     return run_demo(args)
 
