@@ -51,8 +51,7 @@ def setting_flags(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterato
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             yield from setting_flags(kind, here)
         elif kind is not SecretStr:
-            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-            flag = extra.get("flag")
+            flag = _extra(field).get("flag")
             yield SettingFlag(here, str(flag) if flag else _derived(here), field)
 
 
@@ -101,10 +100,15 @@ def _bare(annotation: Any) -> Any:
     return annotation
 
 
+def _extra(field: FieldInfo) -> Mapping[str, Any]:
+    """What the field declares for its flag: ``flag``, ``choices``, ``default_help``."""
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, Mapping) else {}
+
+
 def _choices(field: FieldInfo) -> list[str] | None:
     """Choices a field lists itself (a name checked against a registry, not a Literal)."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, Mapping) else {}
-    choices = extra.get("choices")
+    choices = _extra(field).get("choices")
     return [str(x) for x in choices] if isinstance(choices, list) else None
 
 
@@ -116,7 +120,7 @@ def _help(flag: SettingFlag) -> str:
 
 
 def _default(field: FieldInfo) -> str:
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, Mapping) else {}
+    extra = _extra(field)
     if "default_help" in extra:
         return str(extra["default_help"])
     default = field.get_default(call_default_factory=True)
