@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from consumer.local.processes import ManagedProcess
+from evalstream_local.processes import ManagedProcess
 
 # benchmarks/ is not a package (no __init__.py), so mypy names benchmarks/harness.py `harness`
 # while Python, running `-m benchmarks.cpu_overhead`, imports it as `benchmarks.harness`.

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from consumer.local.broker.kafka import LocalKafka
-from consumer.local.processes import ManagedProcess
-from consumer.local.topics import create_topics
+from evalstream_local.broker.kafka import LocalKafka
+from evalstream_local.processes import ManagedProcess
+from evalstream_local.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_MODEL = "evalstream-sim-gemma3-1b"
@@ -119,7 +119,9 @@ class Bench:
         """Starts the engine simulator; returns its URL and process (stopped on exit at latest)."""
         args = ["engine", "--profile", profile, "--port", "0", "--model", SIM_MODEL]
         args += ["--time-scale", str(time_scale), *options]
-        sim = ManagedProcess.python("consumer.local", *args, log_path=self.log(f"engine-{profile}"))
+        sim = ManagedProcess.python(
+            "evalstream_local", *args, log_path=self.log(f"engine-{profile}")
+        )
         url = self.process(sim).start("url", timeout=60)
         return url, sim
 

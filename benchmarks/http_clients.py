@@ -21,7 +21,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-from consumer.local.simulator.server import EngineSimulator
+from evalstream_local.simulator.server import EngineSimulator
 
 BODY: dict[str, Any] = {
     "model": "m",

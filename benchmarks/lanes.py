@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from consumer.local.topics import create_topics
+from evalstream_local.topics import create_topics
 
 if TYPE_CHECKING:
     import harness

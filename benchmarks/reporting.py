@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import confluent_kafka
 
-from consumer.local.broker.jars import KAFKA_VERSION
+from evalstream_local.broker.jars import KAFKA_VERSION
 
 # benchmarks/ is not a package (no __init__.py), so mypy names benchmarks/harness.py `harness`
 # while Python, running `-m benchmarks.<module>`, imports it as `benchmarks.harness`.

@@ -1,6 +1,6 @@
 """The throughput curve of the engine simulator's ``vllm`` profile, measured over HTTP.
 
-Starts ``python -m consumer.local.simulator.server --profile vllm`` in its own process, then for
+Starts ``python -m evalstream_local.simulator.server --profile vllm`` in its own process, then for
 each
 concurrency keeps that many ``/v1/completions`` requests in flight (a new one the moment one
 returns, like ``vllm bench serve --max-concurrency``): ~2000-token prompts, 200 output tokens
@@ -32,8 +32,8 @@ from typing import Any
 
 import aiohttp
 
-from consumer.local.simulator.calibration import closed_loop, make_prompt
-from consumer.local.simulator.profile import load_profile
+from evalstream_local.simulator.calibration import closed_loop, make_prompt
+from evalstream_local.simulator.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sim_shape.json"
@@ -41,7 +41,7 @@ CONCURRENCY = (1, 8, 16, 32, 64, 96, 128, 160, 256, 512, 1024)
 PROMPT_TOKENS = 2000
 OUTPUT_TOKENS = 200
 
-SIMULATOR = "consumer.local.simulator.server"  # run as a module: its own main
+SIMULATOR = "evalstream_local.simulator.server"  # run as a module: its own main
 
 
 @dataclass(frozen=True)

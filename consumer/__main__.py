@@ -1,7 +1,10 @@
 """``evalstream-consumer``: the worker service (one per GPU, one consumer group).
 
-Every flag is also an ``EVALSTREAM_*`` environment variable and a config-file key;
-flags win over the environment, which wins over the file.
+Every flag is also an ``EVALSTREAM_*`` environment variable (``--kafka-commit-interval-s`` is
+``EVALSTREAM_KAFKA__COMMIT_INTERVAL_S``) and a config-file key (``[kafka] commit_interval_s``);
+flags win over the environment, which wins over the file (``--config`` or
+``EVALSTREAM_CONFIG_FILE``), which wins over the defaults. Secrets (``kafka.sasl_password``,
+``engine.api_key``) have no flag: set them in the environment or the file.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
@@ -21,10 +23,10 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from pydantic import ValidationError
 
 from consumer.backends.base import Backend
-from consumer.backends.ollama import OllamaBackend
-from consumer.backends.openai import OpenAIBackend
+from consumer.backends.registry import BACKENDS
 from consumer.backoff import ENGINE_PROBE
 from consumer.errors import ConfigError
+from consumer.flags import add_setting_flags, overrides, setting_flags
 from consumer.gpu_metrics import GpuCollector
 from consumer.http_server import HealthServer
 from consumer.kafka_clients import open_clients
@@ -32,88 +34,36 @@ from consumer.logs import configure_logging, plain_text
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
 from consumer.router import ModelRouter, Variant
-from consumer.settings import Settings, load_settings
+from consumer.settings import CONFIG_FILE_ENV, Settings, load_settings
 from consumer.worker import Worker
 
 log = logging.getLogger("consumer")
 
-# flag -> (section, field); None section means a top-level field.
-_FLAGS: dict[str, tuple[str | None, str]] = {
-    "bootstrap_servers": ("kafka", "bootstrap_servers"),
-    "group": ("kafka", "group_id"),
-    "requests_topic": ("kafka", "requests_topic"),
-    "results_topic": ("kafka", "results_topic"),
-    "dlq_topic": ("kafka", "dlq_topic"),
-    "processing_guarantee": ("kafka", "processing_guarantee"),
-    "backend": ("engine", "backend"),
-    "engine_url": ("engine", "url"),
-    "model": ("engine", "model"),
-    "api": ("engine", "api"),
-    "max_tokens": ("engine", "max_tokens"),
-    "window_policy": ("window", "policy"),
-    "window": ("window", "size"),
-    "window_max": ("window", "max"),
-    "cache": ("cache", "enabled"),
-    "interactive_topic": ("lanes", "interactive_topic"),
-    "metrics_port": ("metrics", "port"),
-    "metrics_host": ("metrics", "host"),
-    "worker_id": (None, "worker_id"),
-    "gpu": (None, "gpu"),
-    "log_format": (None, "log_format"),
-    "log_level": (None, "log_level"),
-}
+# One flag per setting, generated from the settings model (`consumer.flags`).
+FLAGS = tuple(setting_flags(Settings))
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evalstream-consumer", description=plain_text(__doc__))
-    p.add_argument("--config", type=Path, help="TOML or YAML configuration file")
+    p = argparse.ArgumentParser(
+        prog="evalstream-consumer",
+        description=plain_text(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help=f"TOML, YAML or JSON configuration file (default: ${CONFIG_FILE_ENV}, if set)",
+    )
     p.add_argument(
         "--check-config", action="store_true", help="print the effective configuration and exit"
     )
-    p.add_argument("--bootstrap-servers")
-    p.add_argument("--group", help="consumer group id")
-    p.add_argument("--requests-topic")
-    p.add_argument("--results-topic")
-    p.add_argument("--dlq-topic")
-    p.add_argument("--processing-guarantee", choices=["at_least_once", "exactly_once"])
-    p.add_argument("--backend", choices=["openai", "ollama"])
-    p.add_argument("--engine-url", help="engine base URL; {gpu} is replaced by --gpu")
-    p.add_argument("--model")
-    p.add_argument("--api", choices=["chat", "completions"])
-    p.add_argument("--max-tokens", type=int)
-    p.add_argument("--window-policy", choices=["adaptive", "fixed"])
-    p.add_argument("--window", type=int, help="fixed window size, or the adaptive start")
-    p.add_argument("--window-max", type=int)
-    p.add_argument(
-        "--cache",
-        action=argparse.BooleanOptionalAction,
-        help="answer requests evaluated before from the result cache (topic evalstream.cache)",
-    )
-    p.add_argument(
-        "--interactive-topic",
-        help="also consume this topic as the interactive lane, admitted before the bulk backlog",
-    )
-    p.add_argument("--metrics-port", type=int)
-    p.add_argument("--metrics-host")
-    p.add_argument("--worker-id")
-    p.add_argument("--gpu", help="GPU index this worker is bound to")
-    p.add_argument("--log-format", choices=["text", "json"])
-    p.add_argument("--log-level")
+    add_setting_flags(p, FLAGS)
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Flags become init overrides, which win over environment and file."""
-    overrides: dict[str, Any] = {}
-    for flag, (section, field) in _FLAGS.items():
-        value = getattr(args, flag)
-        if value is None:
-            continue
-        if section is None:
-            overrides[field] = value
-        else:
-            overrides.setdefault(section, {})[field] = value
-    settings = load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides(args, FLAGS))
     if settings.gpu is not None and "{gpu}" in settings.engine.url:
         engine = settings.engine.model_copy(
             update={"url": settings.engine.url.replace("{gpu}", settings.gpu)}
@@ -125,20 +75,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def build_backend(settings: Settings, client: httpx.AsyncClient) -> tuple[Backend, bool]:
     """The backend for the configured engine, and whether it batches in one call."""
     engine = settings.engine
-    if engine.backend == "ollama":
-        return OllamaBackend(
-            client,
-            structured_output=engine.structured_output,
-            keep_alive=engine.keep_alive,
-            num_ctx=engine.num_ctx,
-        ), False
-    backend = OpenAIBackend(
-        client,
-        api=engine.api,
-        structured_output=engine.structured_output,
-        extra_body=engine.extra_body,
-    )
-    return backend, engine.api == "completions"
+    section = engine.section()
+    backend = BACKENDS[engine.backend].create(client, engine.options(), section)
+    return backend, section.one_call_per_batch
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

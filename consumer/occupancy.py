@@ -10,12 +10,11 @@ prefill) it goes on, so that a prefill backlog is not read as a full engine.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Protocol
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend, EngineLoad
+from consumer.clock import MONOTONIC, Clock
 from consumer.metrics import Metrics
 from consumer.window_policy import EngineOccupancy, WindowSample
 
@@ -44,23 +43,25 @@ class OccupancySampler:
         metrics: Metrics,
         interval_s: float,
         counts: Counts,
+        clock: Clock = MONOTONIC,
     ) -> None:
         self._window = window
         self._backend = backend
         self._metrics = metrics
         self._interval_s = interval_s
         self._counts = counts
+        self._clock = clock
 
     async def sample(self, limit: int) -> WindowSample | None:
         """The next sample at ``limit``; None when the limit moved or the engine went quiet."""
-        await asyncio.sleep(self._interval_s / 2)  # the change settles, unmeasured
-        started = time.monotonic()
+        await self._clock.sleep(self._interval_s / 2)  # the change settles, unmeasured
+        started = self._clock.now()
         completed0, overloads0 = self._counts.counts
         loads: list[EngineLoad] = []
         in_flight: list[int] = []
         tick = self._interval_s / _POLLS_PER_INTERVAL
         while True:
-            await asyncio.sleep(tick)  # a poll period, not a stand-in for an event
+            await self._clock.sleep(tick)  # a poll period, not a stand-in for an event
             load = await self._backend.load()
             if load is None or self._window.limit != limit:
                 return None
@@ -74,7 +75,7 @@ class OccupancySampler:
                 break
             if len(loads) >= _MAX_POLLS:
                 break
-        seconds = time.monotonic() - started
+        seconds = self._clock.now() - started
         kv = [x.kv_cache_usage for x in loads if x.kv_cache_usage is not None]
         recent = loads[-_MIN_POLLS:]
         return WindowSample(

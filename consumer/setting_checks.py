@@ -1,12 +1,22 @@
 """Checks of values that would otherwise fail late: URLs and Kafka topic names.
 
 Each message names the value's flag and environment variable, so the fix is one line away.
+The sections' common base lives here too: unknown keys refused, values frozen.
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """A settings section: an unknown key is an error (a typo), and it never changes once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic).
 _TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")

@@ -1,20 +1,21 @@
 """The worker's configuration: one frozen object, built once in ``__main__``.
 
 Sources, strongest first: command-line flags, ``EVALSTREAM_*`` environment variables
-(nested sections with ``__``, e.g. ``EVALSTREAM_ENGINE__URL``), an optional TOML or
-YAML file (``--config`` or ``EVALSTREAM_CONFIG_FILE``), then the defaults below.
-Nothing else in the package reads the environment.
+(nested sections with ``__``, e.g. ``EVALSTREAM_ENGINE__URL``), an optional TOML, YAML or
+JSON file (``--config``, else ``EVALSTREAM_CONFIG_FILE``; its keys are the sections and
+fields below, e.g. ``[kafka] group_id = "g"``), then the defaults below.
+Nothing else in the package reads the environment (`consumer.config_file` reads the
+file's name).
 """
 
 from __future__ import annotations
 
 import socket
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationInfo,
@@ -25,26 +26,60 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
-    YamlConfigSettingsSource,
 )
 
-from consumer.setting_checks import http_url, topic_name, where
+from consumer.config_file import CONFIG_FILE_ENV, file_source
+from consumer.engine_settings import EngineSettings, VariantSettings
+from consumer.setting_checks import Section, topic_name, where
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "CacheSettings",
+    "EngineSettings",
+    "KafkaSettings",
+    "LaneSettings",
+    "MetricsSettings",
+    "RetrySettings",
+    "Settings",
+    "VariantSettings",
+    "WindowSettings",
+    "load_settings",
+]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class KafkaSettings(_Section):
+class KafkaSettings(Section):
     """Broker, topics, group and delivery guarantee."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    group_id: str = "evalstream"
-    requests_topic: str = "evalstream.requests"
-    results_topic: str = "evalstream.results"
-    dlq_topic: str = "evalstream.dlq"
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        description="Kafka brokers, host:port[,host:port...].",
+        json_schema_extra={"flag": "--bootstrap-servers"},
+    )
+    group_id: str = Field(
+        default="evalstream",
+        description="Consumer group id; every worker of one deployment shares it.",
+        json_schema_extra={"flag": "--group"},
+    )
+    requests_topic: str = Field(
+        default="evalstream.requests",
+        description="Topic the requests are read from.",
+        json_schema_extra={"flag": "--requests-topic"},
+    )
+    results_topic: str = Field(
+        default="evalstream.results",
+        description="Topic the results are published to.",
+        json_schema_extra={"flag": "--results-topic"},
+    )
+    dlq_topic: str = Field(
+        default="evalstream.dlq",
+        description="Dead-letter topic: requests that cannot be evaluated, with the reason.",
+        json_schema_extra={"flag": "--dlq-topic"},
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once publishes results and commits offsets in one Kafka transaction.",
+        json_schema_extra={"flag": "--processing-guarantee"},
+    )
 
     @field_validator("requests_topic", "results_topic", "dlq_topic")
     @classmethod
@@ -52,15 +87,25 @@ class KafkaSettings(_Section):
         name = str(info.field_name)
         return topic_name(value, where("kafka", name, "--" + name.replace("_", "-")))
 
-    commit_interval_s: float = Field(default=1.0, gt=0)
+    commit_interval_s: float = Field(
+        default=1.0, gt=0, description="Seconds between offset commits (or transactions)."
+    )
     max_request_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request values are dead-lettered."
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How the clients talk to the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (environment or file only, never a flag)."
+    )
+    ssl_ca_location: Path | None = Field(
+        default=None, description="CA certificate file that signed the brokers' certificates."
+    )
     client: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka options (dotted keys), applied to every client.",
@@ -82,73 +127,25 @@ class KafkaSettings(_Section):
         return config
 
 
-class VariantSettings(_Section):
-    """One arm of an A/B split: requests naming no model go to ``model`` with ``weight``."""
-
-    name: str
-    model: str
-    weight: float = Field(gt=0)
-
-
-class EngineSettings(_Section):
-    """The inference engine this worker drives (one engine per GPU)."""
-
-    backend: Literal["openai", "ollama"] = "openai"
-    url: str = "http://127.0.0.1:8000"
-    model: str = "google/gemma-3-1b-it"
-    api_key: SecretStr | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return http_url(value, where("engine", "url", "--engine-url"))
-
-    api: Literal["chat", "completions"] = Field(
-        default="chat",
-        description="openai backend: one chat call per request, or /v1/completions with a "
-        "list of prompts per micro-batch.",
-    )
-    structured_output: bool = True
-    string_bounds: bool = Field(
-        default=True,
-        description="Send the evaluation schema's string lengths (maxLength) to the engine's "
-        "grammar. Off, the grammar is smaller and replies are still validated against them.",
-    )
-    max_tokens: int | None = Field(
-        default=None,
-        ge=1,
-        description="Completion token cap. Default: with structured output, the longest reply "
-        "the evaluation schema allows (every reply that follows it fits); without, 512.",
-    )
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    timeout_s: float = Field(default=600.0, gt=0)
-    keep_alive: str = Field(default="30m", description="Ollama: how long the model stays loaded.")
-    num_ctx: int | None = Field(default=None, description="Ollama: context window.")
-    extra_body: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Engine-specific request fields merged into every call "
-        '(vLLM: {"ignore_eos": true, "min_tokens": 150}).',
-    )
-    variants: list[VariantSettings] = Field(
-        default_factory=list,
-        description='A/B split, e.g. [{"name": "a", "model": "m1", "weight": 0.9}, '
-        '{"name": "b", "model": "m2", "weight": 0.1}]; empty: everything to `model`.',
-    )
-    prompt_template: Path | None = Field(
-        default=None, description="A TOML prompt template replacing the built-in one."
-    )
-
-
-class WindowSettings(_Section):
+class WindowSettings(Section):
     """How many requests may be in the engine at once."""
 
-    policy: Literal["adaptive", "fixed"] = "adaptive"
-    size: int = Field(default=32, ge=1, description="Fixed size, or the adaptive start.")
-    min: int = Field(default=4, ge=1)
+    policy: Literal["adaptive", "fixed"] = Field(
+        default="adaptive",
+        description="adaptive finds the engine's best concurrency; fixed keeps window.size.",
+    )
+    size: int = Field(
+        default=32,
+        ge=1,
+        description="Fixed size, or the adaptive start.",
+        json_schema_extra={"flag": "--window"},
+    )
+    min: int = Field(default=4, ge=1, description="Adaptive: the smallest window.")
     max: int = Field(
         default=1024,
         ge=1,
-        description="vLLM runs up to 1,024 requests at once on an H200 (its default max_num_seqs).",
+        description="The largest window (vLLM runs up to 1,024 requests at once on an H200: "
+        "its default max_num_seqs).",
     )
     interval_s: float = Field(default=1.0, gt=0, description="Adaptive: one decision per interval.")
     linger_ms: float = Field(default=5.0, ge=0, description="Micro-batch linger.")
@@ -168,7 +165,7 @@ class WindowSettings(_Section):
         return self
 
 
-class CacheSettings(_Section):
+class CacheSettings(Section):
     """The result cache: a request evaluated before is answered without an engine call.
 
     Off by default: with it, a request sent again to be evaluated again (say, to sample another
@@ -176,8 +173,12 @@ class CacheSettings(_Section):
     topic. Turn it on where upstream re-sends (applications twice, imports re-run, replays).
     """
 
-    enabled: bool = False
-    topic: str = "evalstream.cache"
+    enabled: bool = Field(
+        default=False,
+        description="Answer requests evaluated before from the result cache.",
+        json_schema_extra={"flag": "--cache"},
+    )
+    topic: str = Field(default="evalstream.cache", description="The cache's compacted topic.")
     max_entries: int = Field(default=100_000, ge=1, description="Entries kept in memory (LRU).")
     load_timeout_s: float = Field(
         default=60.0, gt=0, description="At start-up, read the cache topic for at most this long."
@@ -189,7 +190,7 @@ class CacheSettings(_Section):
         return topic_name(value, where("cache", "topic"))
 
 
-class LaneSettings(_Section):
+class LaneSettings(Section):
     """The interactive lane: a second requests topic that overtakes the bulk backlog.
 
     Off until ``interactive_topic`` is set. Its requests are admitted before any bulk
@@ -197,7 +198,12 @@ class LaneSettings(_Section):
     a full bulk backlog never pauses the interactive partitions.
     """
 
-    interactive_topic: str | None = None
+    interactive_topic: str | None = Field(
+        default=None,
+        description="Also consume this topic as the interactive lane, admitted before the bulk "
+        "backlog.",
+        json_schema_extra={"flag": "--interactive-topic"},
+    )
     reserve: int = Field(
         default=8, ge=0, description="Slots interactive requests may use beyond the window."
     )
@@ -228,7 +234,7 @@ class LaneSettings(_Section):
         return topic_name(value, where("lanes", "interactive_topic", "--interactive-topic"))
 
 
-class RetrySettings(_Section):
+class RetrySettings(Section):
     """Retries of retriable engine errors (exponential backoff with full jitter)."""
 
     max_attempts: int = Field(
@@ -237,19 +243,21 @@ class RetrySettings(_Section):
         description="Attempts while the engine is up: with full-jitter backoff capped at "
         "backoff_max_s, about a minute of retrying, so a burst of 5xx does not dead-letter.",
     )
-    backoff_initial_s: float = Field(default=0.5, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
+    backoff_initial_s: float = Field(default=0.5, gt=0, description="First backoff's cap.")
+    backoff_max_s: float = Field(default=30.0, gt=0, description="Longest backoff.")
     circuit_failures: int = Field(
         default=5, ge=1, description="Consecutive connect failures that open the circuit."
     )
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """The HTTP endpoint with /metrics, /healthz and /readyz."""
 
-    host: str = "127.0.0.1"
+    host: str = Field(
+        default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface)."
+    )
     port: int = Field(default=9400, ge=0, le=65535, description="0 picks a free port.")
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Serve the endpoint at all.")
 
 
 class Settings(BaseSettings):
@@ -269,7 +277,11 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     lanes: LaneSettings = LaneSettings()
     metrics: MetricsSettings = MetricsSettings()
-    worker_id: str = Field(default_factory=socket.gethostname)
+    worker_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Names this worker in results, logs and metrics.",
+        json_schema_extra={"default_help": "the host name"},
+    )
     gpu: str | None = Field(default=None, description="GPU index this worker is bound to.")
     shutdown_grace_s: float = Field(
         default=25.0,
@@ -277,9 +289,11 @@ class Settings(BaseSettings):
         description="Drain time on SIGTERM; keep it below Kubernetes' "
         "terminationGracePeriodSeconds (30 s by default).",
     )
-    rebalance_deadline_s: float = Field(default=10.0, gt=0)
-    log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
+    rebalance_deadline_s: float = Field(
+        default=10.0, gt=0, description="Time a revoked partition's work may take to finish."
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @model_validator(mode="after")
     def _distinct_lane(self) -> Settings:
@@ -301,37 +315,33 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _CONFIG_FILE.get("path")
-        if path is not None:
-            if path.suffix in {".yaml", ".yml"}:
-                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
-            else:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
+        # Strongest first: flags (passed as init arguments), environment, file, then defaults.
+        file = _FILE_SOURCE.get()
+        sources = (init_settings, env_settings)
+        return sources if file is None else (*sources, file)
 
 
-# Set only by `load_settings` for the duration of one construction.
-_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+# The parsed file of the `load_settings` call in progress; a context variable, so that two
+# constructions (two test threads) never see each other's file.
+_FILE_SOURCE: ContextVar[PydanticBaseSettingsSource | None] = ContextVar(
+    "evalstream_config_file", default=None
+)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Builds the settings from flags (``overrides``), environment and file.
 
     Args:
-        config_file: a ``.toml``, ``.yaml`` or ``.yml`` file, or None.
+        config_file: a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file; None reads the path
+            from ``EVALSTREAM_CONFIG_FILE``, where set.
         overrides: values that win over every other source (nested dicts per section).
 
     Raises:
-        ConfigError: the file does not exist.
+        ConfigError: the file is missing, unreadable or malformed (one line naming it).
         pydantic.ValidationError: a value is invalid; the message names the field.
     """
-    from consumer.errors import ConfigError
-
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
-    _CONFIG_FILE["path"] = config_file
+    token = _FILE_SOURCE.set(file_source(Settings, config_file))
     try:
         return Settings(**overrides)
     finally:
-        _CONFIG_FILE["path"] = None
+        _FILE_SOURCE.reset(token)

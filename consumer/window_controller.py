@@ -12,17 +12,16 @@ over one-turnover batches) or it reaches ``_MAX_TURNOVERS`` turnovers or
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import itertools
 import logging
 import math
 import statistics
-import time
 from collections.abc import Sequence
 
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
+from consumer.clock import MONOTONIC, Clock
 from consumer.metrics import Metrics
 from consumer.occupancy import OccupancySampler
 from consumer.window_policy import WindowPolicy, WindowSample
@@ -75,8 +74,10 @@ class WindowController:
         backend: Backend,
         metrics: Metrics,
         interval_s: float,
+        clock: Clock = MONOTONIC,
     ) -> None:
         self._window = window
+        self._clock = clock
         self._policy = policy
         self._backend = backend
         self._metrics = metrics
@@ -84,13 +85,13 @@ class WindowController:
         self._completed = 0
         self._overloads = 0
         self._times: list[float] | None = None  # completion times while a sample runs
-        self._occupancy = OccupancySampler(window, backend, metrics, interval_s, self)
+        self._occupancy = OccupancySampler(window, backend, metrics, interval_s, self, clock)
 
     def completed(self) -> None:
         """Called once per finished engine request."""
         self._completed += 1
         if self._times is not None:
-            self._times.append(time.monotonic())
+            self._times.append(self._clock.now())
 
     def overloaded(self) -> None:
         """Called when the engine signals overload (429 / 503 busy)."""
@@ -121,9 +122,9 @@ class WindowController:
     async def _warm_up(self) -> None:
         """Lets one turnover complete: what was in flight at the change, or a full window."""
         target = self._completed + max(self._window.limit, self._window.in_flight)
-        deadline = time.monotonic() + self._interval_s * _MAX_SAMPLE_INTERVALS
-        while self._completed < target and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(_TICK_S)  # a tick, not a stand-in for an event: a timed sample
+        deadline = self._clock.now() + self._interval_s * _MAX_SAMPLE_INTERVALS
+        while self._completed < target and self._clock.now() < deadline:
+            await self._clock.sleep(_TICK_S)  # a tick, not a stand-in for an event: a timed sample
 
     async def _sample(self) -> WindowSample | None:
         self._times = []
@@ -133,14 +134,14 @@ class WindowController:
             self._times = None
 
     async def _measure(self, limit: int, times: list[float]) -> WindowSample | None:
-        started, overloads0 = time.monotonic(), self._overloads
+        started, overloads0 = self._clock.now(), self._overloads
         in_flight_sum, ticks, error = 0.0, 0, math.inf
         deadline = started + self._interval_s * _MAX_SAMPLE_INTERVALS
         while True:
-            await asyncio.sleep(_TICK_S)
+            await self._clock.sleep(_TICK_S)
             in_flight_sum += self._window.in_flight
             ticks += 1
-            now = time.monotonic()
+            now = self._clock.now()
             if self._window.limit != limit:
                 return None  # someone else moved it (the circuit); start over
             if self._overloads > overloads0 or now >= deadline:

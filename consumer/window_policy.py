@@ -9,7 +9,11 @@ flat from its parallel slots on. The policy grows the window while a step still 
 steps back when it does not, backs off multiplicatively on overload signals, and probes
 now and then in both directions because the best point moves with the workload. A probe
 down that keeps its share of the throughput goes on down: on a flat curve the window
-descends to the knee instead of holding latency it does not need."""
+descends to the knee instead of holding latency it does not need.
+
+Policies read no clock: a sample carries its own duration (`WindowSample.seconds`), timed by
+the controller on its injected `consumer.clock.Clock`, so a policy is a function of the
+samples it is given and its tests feed it samples."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import pytest
 # NewTopic's documented home; the package imports it from cimpl without re-exporting it.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from consumer.local.broker.kafka import LocalKafka
+from evalstream_local.broker.kafka import LocalKafka
 
 # testcontainers' Kafka module drives Confluent's images; 8.1 carries Apache Kafka 4.1.
 KAFKA_IMAGE = "confluentinc/cp-kafka:8.1.0"

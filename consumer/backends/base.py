@@ -7,10 +7,12 @@ classifies every failure into the `consumer.errors` hierarchy; it never retries
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from consumer.errors import EngineError, EngineOverloaded, EngineRejected, EngineUnavailable
 
@@ -64,6 +66,30 @@ class EngineLoad:
     running: float
     waiting: float
     kv_cache_usage: float | None = None
+
+
+class BackendSettings(BaseModel):
+    """A backend's own settings section (``engine.<backend name>``); frozen, like all settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def one_call_per_batch(self) -> bool:
+        """Whether one HTTP call carries a whole micro-batch (a list-taking API)."""
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """The engine section's fields every backend is built with.
+
+    Attributes:
+        structured_output: constrain replies to the evaluation schema.
+        extra_body: fields merged into every request body.
+    """
+
+    structured_output: bool = True
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -11,10 +11,13 @@ import asyncio
 from typing import Any
 
 import httpx
+from pydantic import Field
 
 from consumer.backends.base import (
+    BackendSettings,
     Completion,
     EngineLoad,
+    EngineOptions,
     Prompt,
     classify_http_error,
     classify_status,
@@ -29,10 +32,31 @@ from consumer.errors import (
 )
 
 
+class OllamaSettings(BackendSettings):
+    """``engine.ollama``: options of the Ollama backend."""
+
+    keep_alive: str = Field(default="30m", description="How long Ollama keeps the model loaded.")
+    num_ctx: int | None = Field(
+        default=None, description="Ollama's context window (num_ctx); unset: the server's own."
+    )
+
+
 class OllamaBackend:
     """An Ollama server."""
 
     name = "ollama"
+
+    @classmethod
+    def configured(
+        cls, client: httpx.AsyncClient, options: EngineOptions, section: OllamaSettings
+    ) -> OllamaBackend:
+        """The backend the settings describe (the registry's constructor)."""
+        return cls(
+            client,
+            structured_output=options.structured_output,
+            keep_alive=section.keep_alive,
+            num_ctx=section.num_ctx,
+        )
 
     def __init__(
         self,

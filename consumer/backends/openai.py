@@ -13,10 +13,13 @@ import re
 from typing import Any, Literal
 
 import httpx
+from pydantic import Field
 
 from consumer.backends.base import (
+    BackendSettings,
     Completion,
     EngineLoad,
+    EngineOptions,
     Prompt,
     classify_http_error,
     classify_status,
@@ -29,10 +32,37 @@ _METRIC = re.compile(
 )
 
 
+class OpenAISettings(BackendSettings):
+    """``engine.openai``: options of the OpenAI-compatible backend."""
+
+    api: Literal["chat", "completions"] = Field(
+        default="chat",
+        description="One /v1/chat/completions call per request, or one /v1/completions call "
+        "with the list of prompts of a micro-batch.",
+        json_schema_extra={"flag": "--api"},
+    )
+
+    @property
+    def one_call_per_batch(self) -> bool:
+        return self.api == "completions"
+
+
 class OpenAIBackend:
     """A server speaking the OpenAI HTTP API, with vLLM's extensions where present."""
 
     name = "openai"
+
+    @classmethod
+    def configured(
+        cls, client: httpx.AsyncClient, options: EngineOptions, section: OpenAISettings
+    ) -> OpenAIBackend:
+        """The backend the settings describe (the registry's constructor)."""
+        return cls(
+            client,
+            api=section.api,
+            structured_output=options.structured_output,
+            extra_body=dict(options.extra_body),
+        )
 
     def __init__(
         self,

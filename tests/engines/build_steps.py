@@ -1,4 +1,4 @@
-"""Build steps of the test engines' cache: digests, markers and locks (`consumer.local.cache`),
+"""Build steps of the test engines' cache: digests, markers and locks (`evalstream_local.cache`),
 logged commands, downloads from PyPI.
 
 Every command appends to a log whose tail goes into the error when it fails.
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from consumer.errors import EvalstreamError
-from consumer.local.cache import MARKER, locked
+from evalstream_local.cache import MARKER, locked
 
 __all__ = [
     "MARKER",

@@ -19,7 +19,7 @@ from typing import ClassVar, Self
 
 import httpx
 
-from consumer.local.processes import die_with_parent_hook
+from evalstream_local.processes import die_with_parent_hook
 from tests.engines.build_steps import EngineSetupError, log_tail, run_step
 from tests.engines.builds import HOST, SERVED_MODEL
 

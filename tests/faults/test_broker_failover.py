@@ -23,8 +23,8 @@ from confluent_kafka import KafkaException
 # NewTopic's documented home; the package imports it from cimpl without re-exporting it.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from consumer.local.broker.cluster import NODES, LocalKafkaCluster
-from consumer.local.broker.jars import LocalKafkaError
+from evalstream_local.broker.cluster import NODES, LocalKafkaCluster
+from evalstream_local.broker.jars import LocalKafkaError
 from tests.faults.outcomes import (
     APPEND_TIME,
     TIME_SCALE,

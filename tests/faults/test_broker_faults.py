@@ -12,8 +12,8 @@ import pytest
 # NewTopic's documented home; the package imports it from cimpl without re-exporting it.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from consumer.local.broker.kafka import LocalKafka
 from consumer.settings import WindowSettings
+from evalstream_local.broker.kafka import LocalKafka
 from tests.faults.outcomes import (
     APPEND_TIME,
     PARTITIONS,

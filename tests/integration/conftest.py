@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.local.processes import ManagedProcess
+from evalstream_local.processes import ManagedProcess
 from tests.integration.pipeline import SIM_MODEL, Pipeline, Topics
 
 
@@ -18,7 +18,7 @@ def engine_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
     def start(profile: str = "instant", *flags: str) -> str:
         process = ManagedProcess.python(
-            "consumer.local",
+            "evalstream_local",
             "engine",
             "--profile",
             profile,

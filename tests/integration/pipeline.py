@@ -15,8 +15,8 @@ import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.local.processes import ManagedProcess
 from consumer.schemas import parse_result, result_key
+from evalstream_local.processes import ManagedProcess
 
 SIM_MODEL = "sim-model"
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from consumer.local.processes import ManagedProcess
+from evalstream_local.processes import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

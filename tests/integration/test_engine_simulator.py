@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.local.simulator.server import EngineSimulator
+from evalstream_local.simulator.server import EngineSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ MESSAGES = [
     {"role": "user", "content": "Job: backend engineer. " * 40 + "Candidate: ten years of Python."},
 ]
 
-SIMULATOR = "consumer.local.simulator.server"  # run as a module: its own main
+SIMULATOR = "evalstream_local.simulator.server"  # run as a module: its own main
 
 
 async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:

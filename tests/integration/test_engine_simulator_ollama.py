@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.local.simulator.server import EngineSimulator
+from evalstream_local.simulator.server import EngineSimulator
 
 pytestmark = pytest.mark.integration
 

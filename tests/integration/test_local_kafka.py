@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 # NewTopic's documented home; the package imports it from cimpl without re-exporting it.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from consumer.local.broker.kafka import LocalKafka
+from evalstream_local.broker.kafka import LocalKafka
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0
@@ -181,7 +181,7 @@ def test_serve_prints_the_bootstrap_first_and_stops_on_sigterm(local_kafka: Loca
     data_dir, port = local_kafka.data_dir, local_kafka.port
     local_kafka.stop()
     code = (
-        "import sys; from pathlib import Path; from consumer.local.broker.serve import serve; "
+        "import sys; from pathlib import Path; from evalstream_local.broker.serve import serve; "
         "sys.exit(serve(Path(sys.argv[1]), int(sys.argv[2]), {'t.requests': 3, 't.dlq': 1}))"
     )
     command = [sys.executable, "-c", code, str(data_dir), str(port)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.local.processes import ManagedProcess
+from evalstream_local.processes import ManagedProcess
 from tests.integration.pipeline import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -57,7 +57,7 @@ def test_the_readme_publish_worker_and_collect_blocks_work_as_written(
     tmp_path: Path, local_broker: str
 ) -> None:
     engine_process = ManagedProcess.python(
-        "consumer.local", "engine", "--profile", "instant", "--port", "0",
+        "evalstream_local", "engine", "--profile", "instant", "--port", "0",
         "--model", "google/gemma-3-1b-it", log_path=tmp_path / "engine.log",
     )  # fmt: skip
     engine = engine_process.start("url", timeout=60)

@@ -31,8 +31,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from consumer.local.broker.kafka import LocalKafka
 from consumer.settings import MetricsSettings, Settings
+from evalstream_local.broker.kafka import LocalKafka
 from tests.integration.pipeline import (
     Pipeline,
     Topics,

@@ -5,7 +5,7 @@ and of the old Python docker-compose 1.x where present (Debian's ``docker-compos
 accept every profile. The newest one's rendering must wire each profile's worker to its
 engine (GPU reservation, health checks, start order) and run vLLM with the measured flags;
 every ``EVALSTREAM_*`` variable a worker gets is parsed by the worker's own settings. The N-GPU
-overrides of ``consumer.local.compose``: test_deploy_gpu_overrides.py.
+overrides of ``evalstream_local.compose``: test_deploy_gpu_overrides.py.
 
 The several-engines-on-one-GPU overrides (deploy/compose/engines-N-per-gpu.yml), merged with the
 base file: their engine shares fit the card with each process's overhead, the engines start one

@@ -1,4 +1,4 @@
-"""The N-GPU overrides of ``docker-compose.yml`` that ``consumer.local.compose`` writes.
+"""The N-GPU overrides of ``docker-compose.yml`` that ``evalstream_local.compose`` writes.
 
 Merged with the base file, each override must pass ``config`` of every compose implementation
 installed and bind one engine and one worker to each GPU: its own device, published ports and
@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
-from consumer.local.compose import (
+from evalstream_local.compose import (
     ENGINES,
     ComposeOverride,
     default_partitions,
     load_base,
     write,
 )
-from consumer.local.compose import main as compose_main
+from evalstream_local.compose import main as compose_main
 from tests.unit.deploy_tools import (
     COMPOSE_FILE,
     COMPOSE_TOOLS,
@@ -150,7 +150,7 @@ def test_checked_in_examples_are_current(gpus: int) -> None:
     path = ROOT / "deploy" / "compose" / f"gpus-{gpus}-vllm.yml"
     override = ComposeOverride(load_base(COMPOSE_FILE), ENGINES["vllm"], gpus)
     source = f"./deploy/compose/gpus-{gpus}-vllm.targets"
-    regenerate = f"python -m consumer.local.compose --gpus {gpus} --out deploy/compose"
+    regenerate = f"python -m evalstream_local.compose --gpus {gpus} --out deploy/compose"
     assert yaml.safe_load(path.read_text()) == override.document(source), regenerate
     for name, document in override.targets().items():
         checked_in = yaml.safe_load((path.with_suffix(".targets") / name).read_text())

@@ -86,7 +86,9 @@ def evaluator(
         FailurePolicy(retry, circuit),
         circuit,
         metrics,
-        EngineSettings(model="m", api=api, string_bounds=string_bounds),
+        EngineSettings.model_validate(
+            {"model": "m", "openai": {"api": api}, "string_bounds": string_bounds}
+        ),
         "w",
         batches=api == "completions",
     )

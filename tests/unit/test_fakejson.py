@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.local.simulator.fakejson import JSON_OBJECT_SCHEMA, FakeJson, corrupt, fake_text
-from consumer.local.simulator.tokens import count_tokens
 from consumer.schemas import Evaluation
+from evalstream_local.simulator.fakejson import JSON_OBJECT_SCHEMA, FakeJson, corrupt, fake_text
+from evalstream_local.simulator.tokens import count_tokens
 
 
 def errors(doc: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> list[str]:

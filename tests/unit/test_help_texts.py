@@ -8,13 +8,13 @@ from collections.abc import Callable
 import pytest
 
 import consumer.__main__
-import consumer.local.__main__
+import evalstream_local.__main__
 from producer.__main__ import build_parser
 
 pytestmark = pytest.mark.timeout(10)
 
 
-PARSERS = [consumer.__main__._parser, consumer.local.__main__._parser, build_parser]
+PARSERS = [consumer.__main__._parser, evalstream_local.__main__._parser, build_parser]
 
 
 @pytest.mark.parametrize("parser", PARSERS, ids=["consumer", "local", "producer"])

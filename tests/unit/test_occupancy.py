@@ -13,6 +13,7 @@ from consumer.backends.openai import engine_load
 from consumer.metrics import Metrics
 from consumer.occupancy import OccupancySampler
 from consumer.window_policy import AdaptiveWindowPolicy, EngineOccupancy, WindowSample
+from tests.unit.fake_clock import FakeClock
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -111,19 +112,30 @@ class Counts:
     counts = (0, 0)
 
 
-def sampler(window: AdmissionWindow, backend: Backend) -> OccupancySampler:
+INTERVAL_S = 0.02
+
+
+async def sample_at(window: AdmissionWindow, backend: Backend, limit: int) -> WindowSample | None:
+    """One sample on a fake clock: its half-interval pause and its polls take no real time."""
+    clock = FakeClock()
     metrics = Metrics(CollectorRegistry(), "w")
-    return OccupancySampler(window, backend, metrics, 0.02, Counts())  # type: ignore[arg-type]
+    sampler = OccupancySampler(window, backend, metrics, INTERVAL_S, Counts(), clock)  # type: ignore[arg-type]
+    task = asyncio.create_task(sampler.sample(limit))
+    await clock.run_until(task.done, limit_s=60.0)
+    return task.result()
 
 
 async def test_a_sample_reads_the_slots_and_the_standing_queue() -> None:
     window = AdmissionWindow(300)
     window.admit(300)
     backend = Backend(window, Engine(slots=256), [])
-    sample = await sampler(window, backend).sample(300)
+    sample = await sample_at(window, backend, 300)
     assert sample is not None
     assert sample.engine == EngineOccupancy(running=256, waiting=44, kv_cache_usage=0.0)
     assert sample.mean_in_flight == 300
+    # Half an interval to settle, then the minimum of four polls an eighth of one apart.
+    assert backend.polls == 4
+    assert sample.seconds == pytest.approx(4 * INTERVAL_S / 8)
 
 
 async def test_a_queue_still_draining_after_a_step_up_extends_the_sample() -> None:
@@ -132,19 +144,22 @@ async def test_a_queue_still_draining_after_a_step_up_extends_the_sample() -> No
     # Prefill backlog of a step up: 400, 300, ... 0 waiting, then none.
     backlog = [400.0, 300.0, 200.0, 100.0, 50.0, 10.0, 0.0, 0.0]
     backend = Backend(window, Engine(slots=256), list(backlog))
-    sample = await sampler(window, backend).sample(200)
+    sample = await sample_at(window, backend, 200)
     assert sample is not None
     assert sample.engine is not None
     assert sample.engine.waiting == 0  # the backlog was not read as a full engine
-    assert backend.polls > 4
+    # Until the 10th poll, the last four polls still show a queue above 4 falling steeply
+    # (at the 9th: 10, 0, 0, 0); the 10th sees four empty queues and ends the sample.
+    assert backend.polls == 10
+    assert sample.seconds == pytest.approx(10 * INTERVAL_S / 8)
 
 
 async def test_a_moved_limit_discards_the_sample() -> None:
     window = AdmissionWindow(100)
     backend = Backend(window, Engine(slots=256), [])
-    task = asyncio.create_task(sampler(window, backend).sample(100))
     window.set_limit(50)
-    assert await task is None
+    assert await sample_at(window, backend, 100) is None
+    assert backend.polls == 1  # the first poll saw the move
 
 
 def test_a_window_still_draining_after_a_step_down_is_not_read() -> None:

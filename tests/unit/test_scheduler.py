@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from consumer.local.simulator.batch_planner import BatchPlanner, EngineBusyError
-from consumer.local.simulator.calibration import LoadPoint, closed_loop, make_prompt
-from consumer.local.simulator.profile import load_profile
-from consumer.local.simulator.scheduler import Scheduler
-from consumer.local.simulator.sequence import Sequence, SequenceState
-from consumer.local.simulator.tokens import block_hashes
+from evalstream_local.simulator.batch_planner import BatchPlanner, EngineBusyError
+from evalstream_local.simulator.calibration import LoadPoint, closed_loop, make_prompt
+from evalstream_local.simulator.profile import load_profile
+from evalstream_local.simulator.scheduler import Scheduler
+from evalstream_local.simulator.sequence import Sequence, SequenceState
+from evalstream_local.simulator.tokens import block_hashes
 
 
 def _seq(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from consumer.__main__ import _parser, settings_from_args
+from consumer.__main__ import _parser, main, settings_from_args
 from consumer.errors import ConfigError
 from consumer.settings import load_settings
 
@@ -58,6 +58,76 @@ def test_invalid_values_name_the_field() -> None:
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_the_config_file_variable_is_read_below_flags_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "worker.yaml"
+    path.write_text(
+        "kafka:\n  group_id: from-file\n  requests_topic: file-topic\n"
+        "engine:\n  model: file-model\nwindow:\n  size: 7\n"
+    )
+    monkeypatch.setenv("EVALSTREAM_CONFIG_FILE", str(path))
+    monkeypatch.setenv("EVALSTREAM_KAFKA__GROUP_ID", "from-env")
+    monkeypatch.setenv("EVALSTREAM_ENGINE__MODEL", "env-model")
+    settings = settings_from_args(_parser().parse_args(["--model", "flag-model"]))
+    assert settings.engine.model == "flag-model"  # flag over environment
+    assert settings.kafka.group_id == "from-env"  # environment over file
+    assert settings.kafka.requests_topic == "file-topic"  # file over default
+    assert settings.window.size == 7
+    assert settings.kafka.results_topic == "evalstream.results"  # default
+
+
+def test_the_config_flag_wins_over_the_config_file_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "env.json").write_text('{"kafka": {"group_id": "from-variable"}}')
+    (tmp_path / "flag.json").write_text('{"kafka": {"group_id": "from-flag"}}')
+    monkeypatch.setenv("EVALSTREAM_CONFIG_FILE", str(tmp_path / "env.json"))
+    assert load_settings().kafka.group_id == "from-variable"
+    assert load_settings(tmp_path / "flag.json").kafka.group_id == "from-flag"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "kind"),
+    [
+        ("w.toml", "[kafka\ngroup_id = 1", "TOML"),
+        ("w.yaml", "kafka: {group_id: [", "YAML"),
+        ("w.yml", "- a list\n- not sections", "YAML"),
+        ("w.json", '{"kafka": ', "JSON"),
+    ],
+)
+def test_a_malformed_config_file_is_one_line_naming_the_file_and_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str, kind: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    monkeypatch.setenv("EVALSTREAM_CONFIG_FILE", str(path))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"config file {path} is not valid {kind}:" in message
+    assert message.endswith("(set by EVALSTREAM_CONFIG_FILE)")
+    assert "\n" not in message
+
+
+def test_an_unknown_config_file_format_and_a_missing_file_exit_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini = tmp_path / "worker.ini"
+    ini.write_text("[kafka]\n")
+    assert main(["--config", str(ini), "--check-config"]) == 2
+    assert capsys.readouterr().err == (
+        f"evalstream-consumer: config file {ini}: unknown format '.ini', use .toml, .yaml, "
+        ".yml or .json (set by --config)\n"
+    )
+    monkeypatch.setenv("EVALSTREAM_CONFIG_FILE", str(tmp_path / "gone.toml"))
+    assert main(["--check-config"]) == 2
+    assert capsys.readouterr().err == (
+        f"evalstream-consumer: config file {tmp_path / 'gone.toml'} does not exist "
+        "(set by EVALSTREAM_CONFIG_FILE)\n"
+    )
 
 
 def test_metrics_bind_to_loopback_by_default() -> None:

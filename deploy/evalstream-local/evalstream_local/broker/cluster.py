@@ -7,7 +7,7 @@ node: the controllers keep a majority, and with replication factor 3 and ``min.i
 2 every partition keeps accepting ``acks=all`` writes on the two nodes left.
 
 Start the cluster from a thread that outlives it (the main thread, a pytest fixture): each JVM
-dies with the thread that started it (see ``consumer.local.broker.kafka``).
+dies with the thread that started it (see ``evalstream_local.broker.kafka``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from consumer.local.broker.jars import LocalKafkaError
-from consumer.local.broker.kafka import HOST, LocalKafka, free_port, new_cluster_id
+from evalstream_local.broker.jars import LocalKafkaError
+from evalstream_local.broker.kafka import HOST, LocalKafka, free_port, new_cluster_id
 
 NODES = 3
 # What a production cluster of three sets: every partition, internal ones included, on all three

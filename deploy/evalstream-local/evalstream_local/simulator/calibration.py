@@ -12,10 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from consumer.local.simulator.batch_planner import BatchPlanner
-from consumer.local.simulator.profile import SimulatorProfile
-from consumer.local.simulator.sequence import Sequence
-from consumer.local.simulator.tokens import CHARS_PER_TOKEN, block_hashes
+from evalstream_local.simulator.batch_planner import BatchPlanner
+from evalstream_local.simulator.profile import SimulatorProfile
+from evalstream_local.simulator.sequence import Sequence
+from evalstream_local.simulator.tokens import CHARS_PER_TOKEN, block_hashes
 
 
 @dataclass(frozen=True)

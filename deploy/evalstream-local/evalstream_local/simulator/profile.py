@@ -1,7 +1,7 @@
 """Latency profiles of the engine simulator: the parameters of its continuous-batching model.
 
 A profile says how long one engine step takes and how many sequences a step may carry. The step
-model (see :mod:`consumer.local.simulator.batch_planner`) is::
+model (see :mod:`evalstream_local.simulator.batch_planner`) is::
 
     step_s = step_base_s + per_seq_s * n + per_seq_sq_s * n * streamed + per_prefill_token_s * pre
 
@@ -41,7 +41,7 @@ per_prefill_token_s))``. The terms are solved from the figures above:
   about 640 requests in the batch; the rest waited ~13 s for their first token (Little's law:
   29.5 req/s x 13 s = ~380 waiting). A slot limit of 512 reproduces that queue.
 
-Closed-loop requests/s (:func:`consumer.local.simulator.calibration.closed_loop`, same prompts),
+Closed-loop requests/s (:func:`evalstream_local.simulator.calibration.closed_loop`, same prompts),
 streamed: 12.2 at 8, 34.6 at 64, 37.7 at 128, 36.0 at 256, 30.1 at 512 and 30.4 at 1024 (0.32,
 0.92, 1, 0.96, 0.80 and 0.81 of 128); not streamed: 12.2, 36.5, 42.6, 46.3, 48.1 and 48.6 (0.29,
 0.86, 1, 1.09, 1.13 and 1.14 of 128; 10.6 s latency at 512).

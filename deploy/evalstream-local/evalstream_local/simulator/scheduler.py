@@ -1,6 +1,6 @@
 """The simulated engine's step loop: continuous batching in real (scaled) time on asyncio.
 
-:class:`Scheduler` runs the :class:`~consumer.local.simulator.batch_planner.BatchPlanner` as an
+:class:`Scheduler` runs the :class:`~evalstream_local.simulator.batch_planner.BatchPlanner` as an
 engine does: plan a step, let it take its duration (divided by ``time_scale``), apply it, wake the
 requests it advanced, repeat while there is work, and park when there is none. Deadlines are
 absolute, so the sleeps' overshoot does not add up: a late step is followed by a shorter sleep. A
@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from consumer.local.simulator.batch_planner import BatchPlanner, EngineBusyError
-from consumer.local.simulator.profile import SimulatorProfile
-from consumer.local.simulator.sequence import Sequence, SequenceState
+from evalstream_local.simulator.batch_planner import BatchPlanner, EngineBusyError
+from evalstream_local.simulator.profile import SimulatorProfile
+from evalstream_local.simulator.sequence import Sequence, SequenceState
 
 __all__ = ["EngineBusyError", "Scheduler", "SchedulerGauges"]
 

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from consumer.local.simulator.faults import FaultMode
-from consumer.local.simulator.generator import GenerationRequest, Generator
-from consumer.local.simulator.ollama_protocol import (
+from evalstream_local.simulator.faults import FaultMode
+from evalstream_local.simulator.generator import GenerationRequest, Generator
+from evalstream_local.simulator.ollama_protocol import (
     OLLAMA_VERSION,
     ChatBody,
     GenerateBody,
@@ -32,9 +32,9 @@ from consumer.local.simulator.ollama_protocol import (
     model_details,
     show_body,
 )
-from consumer.local.simulator.scheduler import EngineBusyError
-from consumer.local.simulator.sequence import Sequence
-from consumer.local.simulator.tokens import count_tokens, head_tokens, render_chat, tail_tokens
+from evalstream_local.simulator.scheduler import EngineBusyError
+from evalstream_local.simulator.sequence import Sequence
+from evalstream_local.simulator.tokens import count_tokens, head_tokens, render_chat, tail_tokens
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BodyT = TypeVar("BodyT", bound=BaseModel)

@@ -29,13 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
-from consumer.local.simulator.admin_routes import AdminRoutes
-from consumer.local.simulator.faults import FaultConfig, FaultInjector
-from consumer.local.simulator.generator import Generator, SimulatorStats
-from consumer.local.simulator.ollama_routes import OllamaRoutes
-from consumer.local.simulator.openai_routes import OpenAIRoutes
-from consumer.local.simulator.profile import PROFILE_NAMES, SimulatorProfile, load_profile
-from consumer.local.simulator.scheduler import Scheduler
+from evalstream_local.simulator.admin_routes import AdminRoutes
+from evalstream_local.simulator.faults import FaultConfig, FaultInjector
+from evalstream_local.simulator.generator import Generator, SimulatorStats
+from evalstream_local.simulator.ollama_routes import OllamaRoutes
+from evalstream_local.simulator.openai_routes import OpenAIRoutes
+from evalstream_local.simulator.profile import PROFILE_NAMES, SimulatorProfile, load_profile
+from evalstream_local.simulator.scheduler import Scheduler
 
 GENERATION_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate"}

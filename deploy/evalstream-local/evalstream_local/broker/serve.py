@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
-from consumer.local.broker.kafka import LocalKafka
-from consumer.local.topics import create_topics
+from evalstream_local.broker.kafka import LocalKafka
+from evalstream_local.topics import create_topics
 
 
 def serve(

@@ -1,4 +1,4 @@
-"""The local broker's jars: resolved once by Maven from ``deploy/local-kafka/pom.xml``.
+"""The local broker's jars: resolved once by Maven from ``pom.xml`` beside this module.
 
 They are kept in a cache directory between runs; a marker holding the pom's digest says the
 directory is complete, and a lock keeps two processes from downloading at the same time.
@@ -12,12 +12,14 @@ import subprocess
 from pathlib import Path
 
 from consumer.errors import EvalstreamError
-from consumer.local.cache import MARKER, locked
+from evalstream_local.cache import MARKER, locked
 
 KAFKA_VERSION = "4.1.1"
-DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy" / "local-kafka"
-POM = DEPLOY_DIR / "pom.xml"
-LOG_CONFIG = DEPLOY_DIR / "log4j2.properties"
+# Package data beside this module, in a checkout and in an installed wheel alike, so
+# `evalstream-local kafka` works wherever the package is installed from.
+_HERE = Path(__file__).resolve().parent
+POM = _HERE / "pom.xml"
+LOG_CONFIG = _HERE / "log4j2.properties"
 
 
 class LocalKafkaError(EvalstreamError):

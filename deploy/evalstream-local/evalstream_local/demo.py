@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from consumer.local.broker.kafka import LocalKafka
-from consumer.local.processes import ManagedProcess
-from consumer.local.topics import create_topics
+from evalstream_local.broker.kafka import LocalKafka
+from evalstream_local.processes import ManagedProcess
+from evalstream_local.topics import create_topics
 
 SIM_MODEL = "evalstream-sim-gemma3-1b"
 TOPICS = {
@@ -113,7 +113,7 @@ def _engine(
     profile = args.profile
     sim = stack.enter_context(
         ManagedProcess.python(
-            "consumer.local",
+            "evalstream_local",
             "engine",
             "--profile",
             profile,

@@ -6,7 +6,7 @@ same names, labels (``model_name``, ``engine``) and types, so both work against 
 
 from __future__ import annotations
 
-from consumer.local.simulator.scheduler import SchedulerGauges
+from evalstream_local.simulator.scheduler import SchedulerGauges
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

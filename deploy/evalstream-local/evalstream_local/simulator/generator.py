@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.local.simulator.fakejson import JSON_OBJECT_SCHEMA, FakeJson, corrupt, fake_text
-from consumer.local.simulator.faults import FaultInjector, FaultMode
-from consumer.local.simulator.profile import SimulatorProfile
-from consumer.local.simulator.scheduler import EngineBusyError, Scheduler
-from consumer.local.simulator.sequence import Sequence
-from consumer.local.simulator.tokens import CHARS_PER_TOKEN, block_hashes, count_tokens
+from evalstream_local.simulator.fakejson import JSON_OBJECT_SCHEMA, FakeJson, corrupt, fake_text
+from evalstream_local.simulator.faults import FaultInjector, FaultMode
+from evalstream_local.simulator.profile import SimulatorProfile
+from evalstream_local.simulator.scheduler import EngineBusyError, Scheduler
+from evalstream_local.simulator.sequence import Sequence
+from evalstream_local.simulator.tokens import CHARS_PER_TOKEN, block_hashes, count_tokens
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from consumer.local.simulator.faults import FaultMode
-from consumer.local.simulator.generator import GenerationRequest, Generator
-from consumer.local.simulator.metrics import CONTENT_TYPE, SimulatorMetrics
-from consumer.local.simulator.openai_protocol import (
+from evalstream_local.simulator.faults import FaultMode
+from evalstream_local.simulator.generator import GenerationRequest, Generator
+from evalstream_local.simulator.metrics import CONTENT_TYPE, SimulatorMetrics
+from evalstream_local.simulator.openai_protocol import (
     ChatRequest,
     CompletionRequest,
     OpenAIError,
@@ -33,9 +33,9 @@ from consumer.local.simulator.openai_protocol import (
     model_card,
     usage,
 )
-from consumer.local.simulator.scheduler import EngineBusyError
-from consumer.local.simulator.sequence import Sequence
-from consumer.local.simulator.tokens import count_tokens, render_chat
+from evalstream_local.simulator.scheduler import EngineBusyError
+from evalstream_local.simulator.sequence import Sequence
+from evalstream_local.simulator.tokens import count_tokens, render_chat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RequestT = TypeVar("RequestT", bound=BaseModel)

@@ -1,7 +1,7 @@
 """Simulator-only routes under ``/_simulator/``: switch faults, read counters.
 
 ``POST /_simulator/faults`` takes ``{"mode", "duration_s", "rate"}`` (see
-:mod:`consumer.local.simulator.faults`) and answers the fault now in force;
+:mod:`evalstream_local.simulator.faults`) and answers the fault now in force;
 ``GET /_simulator/faults`` reads it. ``GET /_simulator/stats`` returns the request counters of
 :class:`SimulatorStats` with the engine's live load. No real engine has these routes; nothing but
 tests and demos should call them.
@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from consumer.local.simulator.faults import FaultConfig, FaultInjector
-from consumer.local.simulator.generator import Generator
+from evalstream_local.simulator.faults import FaultConfig, FaultInjector
+from evalstream_local.simulator.generator import Generator
 
 
 class AdminRoutes:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumer.local.simulator.sequence import Sequence
+from evalstream_local.simulator.sequence import Sequence
 
 OLLAMA_VERSION = "0.12.6"
 DEFAULT_KEEP_ALIVE = timedelta(minutes=5)

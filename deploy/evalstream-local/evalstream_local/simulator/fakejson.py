@@ -18,7 +18,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from consumer.local.simulator.tokens import CHARS_PER_TOKEN
+from evalstream_local.simulator.tokens import CHARS_PER_TOKEN
 
 Schema = Mapping[str, Any]
 

@@ -8,11 +8,11 @@ budget (``max_num_batched_tokens``) and KV room remain. The step lasts::
     step_base_s + per_seq_s * n + per_seq_sq_s * n * streamed + per_prefill_token_s * prefill_tokens
 
 with ``n`` the sequences in the step, ``streamed`` those a client follows token by token (see
-:mod:`consumer.local.simulator.profile` for each term).
+:mod:`evalstream_local.simulator.profile` for each term).
 
 :meth:`BatchPlanner.complete` applies it: every sequence whose prompt is now computed samples one
 token; a sequence that reaches its length finishes. Time never passes here: the asyncio
-:class:`~consumer.local.simulator.scheduler.Scheduler` sleeps the step's duration, a virtual-time
+:class:`~evalstream_local.simulator.scheduler.Scheduler` sleeps the step's duration, a virtual-time
 driver just adds it up.
 """
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from consumer.local.simulator.prefix_cache import PrefixCache
-from consumer.local.simulator.profile import SimulatorProfile
-from consumer.local.simulator.sequence import Sequence, SequenceState
+from evalstream_local.simulator.prefix_cache import PrefixCache
+from evalstream_local.simulator.profile import SimulatorProfile
+from evalstream_local.simulator.sequence import Sequence, SequenceState
 
 
 class EngineBusyError(Exception):

@@ -1,8 +1,8 @@
 """A single-node Apache Kafka broker (KRaft) run from its Maven Central jars, without Docker.
 
-The jars are resolved once by Maven from ``deploy/local-kafka/pom.xml`` into a cache directory;
-the storage is formatted with ``kafka.tools.StorageTool`` and the broker runs as ``kafka.Kafka``
-on free 127.0.0.1 ports.
+The jars are resolved once by Maven from ``pom.xml`` (package data beside this module) into a
+cache directory; the storage is formatted with ``kafka.tools.StorageTool`` and the broker runs
+as ``kafka.Kafka`` on free 127.0.0.1 ports.
 
 The Java process is tied to this Python process twice over: it runs in its own session (so a
 Ctrl-C in the terminal reaches only Python, which then stops the broker cleanly), and on Linux
@@ -29,8 +29,8 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from consumer.local import processes
-from consumer.local.broker.jars import (
+from evalstream_local import processes
+from evalstream_local.broker.jars import (
     LOG_CONFIG,
     LocalKafkaError,
     default_cache_dir,

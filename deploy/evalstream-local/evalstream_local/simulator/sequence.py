@@ -7,7 +7,7 @@ import enum
 import itertools
 from dataclasses import dataclass, field
 
-from consumer.local.simulator.tokens import head_tokens, split_tokens
+from evalstream_local.simulator.tokens import head_tokens, split_tokens
 
 _ids = itertools.count()
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from consumer.backends.registry import BACKENDS
 from consumer.logs import plain_text
 
 
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--profile", default="vllm", help="simulator profile (vllm or ollama)")
     demo.add_argument("--time-scale", type=float, default=4.0, help="simulator speed-up")
     demo.add_argument("--engine-url", help="use this running engine instead of the simulator")
-    demo.add_argument("--backend", choices=["openai", "ollama"], help="backend of --engine-url")
+    demo.add_argument("--backend", choices=list(BACKENDS), help="backend of --engine-url")
     demo.add_argument("--model", help="model of --engine-url")
     demo.add_argument("--out", type=Path, default=Path("evalstream-demo-results.sqlite"))
     demo.add_argument("--bootstrap-servers", help="use this broker instead of a local one")
@@ -75,23 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["engine"]:
-        from consumer.local.simulator.server import main as engine_main
+        from evalstream_local.simulator.server import main as engine_main
 
         return engine_main(argv[1:])
     if argv[:1] == ["compose"]:
-        from consumer.local.compose import main as compose_main
+        from evalstream_local.compose import main as compose_main
 
         return compose_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "kafka":
-        from consumer.local.broker.serve import serve as serve_kafka
+        from evalstream_local.broker.serve import serve as serve_kafka
 
         config = dict(item.partition("=")[::2] for item in args.config)
         if any(not key or not value for key, value in config.items()):
             raise SystemExit(f"--config takes KEY=VALUE, got {args.config}")
         topics = _default_topics(args.partitions)
         return serve_kafka(args.data_dir, args.port, topics, config)
-    from consumer.local.demo import run_demo
+    from evalstream_local.demo import run_demo
 
     return run_demo(args)
 

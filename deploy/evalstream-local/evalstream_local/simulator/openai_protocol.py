@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consumer.local.simulator.sequence import Sequence
+from evalstream_local.simulator.sequence import Sequence
 
 
 class OpenAIError(Exception):
