@@ -278,6 +278,11 @@ class Settings(BaseSettings):
         "terminationGracePeriodSeconds (30 s by default).",
     )
     rebalance_deadline_s: float = Field(default=10.0, gt=0)
+    test_faults: bool = Field(
+        default=False,
+        description="Test-only (the fault suite): SIGUSR1 makes a worker task raise, SIGUSR2 "
+        "reports a fatal error of the results producer. Never set it in production.",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
