@@ -78,16 +78,7 @@ def open_clients(
         worker_id=settings.worker_id,
         on_fatal=lambda cause: supervisor.thread_died("the results producer", cause),
     )
-    path: CommitPath = OffsetPath(source, sink)
-    if exactly_once:
-        path = TransactionalPath(
-            {**common, "error_cb": supervisor.error_cb("the transactional producer")},
-            # Stable per worker, so a restarted worker fences its previous incarnation.
-            f"{kafka.group_id}-{settings.worker_id}",
-            source.group_metadata,
-            sink.topic_of,
-            settings.worker_id,
-        )
+    path = _commit_path(settings, common, source, sink, supervisor)
     if not settings.cache.enabled:
         return KafkaClients(source, sink, path, log, supervisor)
     topic = CacheTopic(
@@ -98,3 +89,24 @@ def open_clients(
     cache = ResultCache(settings.cache.max_entries, topic.publish)
     topic.start(cache, settings.cache.load_timeout_s)  # before any request is taken
     return KafkaClients(source, sink, path, log, supervisor, cache, topic)
+
+
+def _commit_path(
+    settings: Settings,
+    common: dict[str, Any],
+    source: RequestSource,
+    sink: ResultSink,
+    supervisor: Supervisor,
+) -> CommitPath:
+    """The commit path of ``kafka.processing_guarantee``."""
+    kafka = settings.kafka
+    if kafka.processing_guarantee != "exactly_once":
+        return OffsetPath(source, sink)
+    return TransactionalPath(
+        {**common, "error_cb": supervisor.error_cb("the transactional producer")},
+        # Stable per worker, so a restarted worker fences its previous incarnation.
+        f"{kafka.group_id}-{settings.worker_id}",
+        source.group_metadata,
+        sink.topic_of,
+        settings.worker_id,
+    )

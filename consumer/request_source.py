@@ -1,16 +1,12 @@
 """The requests topic: one consumer owned by one thread that never stops polling.
 
 librdkafka's consumer is driven from a dedicated thread, so the group session and
-``max.poll.interval.ms`` stay healthy however long the engine takes: when the worker
-has no room, the thread pauses every assigned partition and keeps polling. The
-asyncio side talks to it through thread-safe calls (demand, commit requests) and
-receives messages and rebalance events through a `SourceListener`.
-
-How much it reads is the `RequestLedger`'s to say (`Credits`): before each poll the thread asks
-each lane's room, and every message it returns is handed over only with a hold the ledger
-grants; a message beyond the room is not delivered and its partition is rewound to it, so the
-worker never holds more than its bounds, whatever the timing. Commits hop to this thread
-(`commit` returns a future): the consumer is only ever called from here.
+``max.poll.interval.ms`` stay healthy however long the engine takes: when the worker has no
+room, the thread pauses the lane's partitions and keeps polling. Messages and rebalance events
+go to a `SourceListener`. How much it reads is the ledger's to say (`Credits`): each message is
+handed over only with a hold the ledger grants; one beyond the room is not delivered and its
+partition is rewound to it, so the worker never holds more than its bounds, whatever the
+timing. Commits hop to this thread (`commit`): the consumer is only ever called from here.
 """
 
 from __future__ import annotations
@@ -21,13 +17,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.errors import SourceError
 from consumer.lanes import LANES, Lane
 from consumer.partitions import PartitionKey
+from consumer.source_listener import Credits, SourceListener
 
 log = logging.getLogger(__name__)
 
@@ -39,50 +36,8 @@ _MAX_CONSUME = 500
 _POLL_TIMEOUT_S = 0.1
 
 
-class Credits(Protocol):
-    """How much the worker may hold (`consumer.ledger.RequestLedger`); called from the thread."""
-
-    def room(self, lane: Lane) -> int:
-        """How many more messages of ``lane`` may be read (0 or less pauses the lane)."""
-
-    def resume_at(self, lane: Lane) -> int:
-        """The room at which the lane's paused partitions resume."""
-
-    def hand_over(self, refs: list[tuple[PartitionKey, int]]) -> dict[PartitionKey, int]:
-        """Takes holds for the messages; returns the first refused offset per partition."""
-
-    def force(self, refs: list[tuple[PartitionKey, int]]) -> None:
-        """Takes holds beyond the bound (a rewind failed: a message is never dropped)."""
-
-
-class SourceListener(Protocol):
-    """The worker side; every method is called from the source thread."""
-
-    def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
-        """New messages (key per message), holds taken. Must only hand them over."""
-
-    def on_assigned(self, partitions: list[PartitionKey]) -> None:
-        """Partitions now owned; returns once the worker tracks them."""
-
-    def on_revoked(
-        self, partitions: list[PartitionKey], *, lost: bool
-    ) -> concurrent.futures.Future[None]:
-        """Partitions going away; the future is done once they are drained and committed
-        (the commit comes back to this thread through `RequestSource.commit`)."""
-
-    def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
-        """A commit of these partitions failed; their offsets must be offered again."""
-
-    def on_fatal(self, error: SourceError) -> None:
-        """The consumer failed for good (its thread has ended); the worker must stop."""
-
-
 class RequestSource:
-    """Owns the consumer and its thread.
-
-    The consumer is created here and subscribes in `start`, which also names the
-    `SourceListener` that receives messages and rebalance events. Each lane's partitions
-    are paused and resumed on their own (`consumer.lanes`).
+    """Owns the consumer and its thread; each lane's partitions pause on their own.
 
     Args:
         config: librdkafka consumer configuration (group, bootstrap, security).
@@ -129,10 +84,6 @@ class RequestSource:
         paused = set(self._paused)  # a copy: the consumer thread changes the set
         return sum(1 for topic, _ in list(self._epochs) if self._topics.get(topic) in paused)
 
-    def assigned_count(self) -> int:
-        """How many partitions this worker owns now."""
-        return len(self._epochs)
-
     def group_metadata(self) -> object:
         """The group's metadata for transactional offset commits, as of the last rebalance.
 
@@ -154,11 +105,6 @@ class RequestSource:
             on_lost=self._on_lost,
         )
         self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        """Whether the polling thread runs."""
-        return self._thread.is_alive()
 
     def stop(self, timeout: float = _LEAVE_TIMEOUT_S + _CLOSE_TIMEOUT_S) -> None:
         """Serves the commits asked for, leaves the group and closes, within ``timeout``.
@@ -188,7 +134,8 @@ class RequestSource:
             try:
                 self._commit(offsets, asynchronous=not in_rebalance)
             finally:
-                done.set_result(None)
+                if done.set_running_or_notify_cancel():  # the caller may have given up
+                    done.set_result(None)
 
         if offsets:
             self._commands.put(command)
@@ -223,13 +170,9 @@ class RequestSource:
         Any split of that many among the unpaused lanes fits each lane's room (a paused lane
         returns nothing), so the ledger refuses none except in a rebalance's first poll.
         """
-        rooms = [self._credits.room(lane) for lane in set(self._topics.values())]
-        reading = [
-            room
-            for lane, room in zip(set(self._topics.values()), rooms, strict=True)
-            if lane not in self._paused
-        ]
-        return min(max(1, min(reading, default=1)), _MAX_CONSUME)
+        reading = {lane for lane in self._topics.values() if lane not in self._paused}
+        room = min((self._credits.room(lane) for lane in reading), default=1)
+        return min(max(1, room), _MAX_CONSUME)
 
     def _leave_group(self) -> None:
         """Unsubscribes and serves the group until it took every partition back.

@@ -18,7 +18,6 @@ the process when one dies. The Kafka clients are opened where the process starts
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import signal
 from typing import Any
@@ -30,18 +29,18 @@ from consumer.committer import COMMIT_RESERVE_S, Committer
 from consumer.deadline import Deadline
 from consumer.dispatcher import Dispatcher
 from consumer.engine_monitor import EngineMonitor
-from consumer.errors import CommitError, SourceError
+from consumer.errors import CommitError
 from consumer.evaluator import Evaluator
 from consumer.failure_table import EngineCircuit, FailurePolicy
 from consumer.intake import RequestIntake
 from consumer.kafka_clients import KafkaClients
 from consumer.ledger import ReleaseAt, RequestLedger
 from consumer.metrics import Metrics
-from consumer.partitions import PartitionKey
 from consumer.prompts import PromptTemplate
 from consumer.publisher import OutcomePublisher
+from consumer.rebalancer import Rebalancer
 from consumer.router import ModelRouter
-from consumer.settings import Settings
+from consumer.settings import KafkaSettings, Settings, WindowSettings
 from consumer.status import StatusReporter
 from consumer.window_controller import WindowController
 from consumer.window_policy import configured_policy
@@ -73,23 +72,16 @@ class Worker:
         *,
         batches: bool = False,
     ) -> None:
-        self.settings, self._clients, self._metrics = settings, clients, metrics
+        self.settings, self._clients = settings, clients
         self.supervisor = clients.supervisor
         self.supervisor.on_failure(self.request_stop)
         self._loop = asyncio.get_running_loop()
-        w, kafka = settings.window, settings.kafka
-        start = w.size if w.policy == "fixed" else min(max(w.size, w.min), w.max)
-        self.window = AdmissionWindow(start, buffer=w.buffer)
-        topics = clients.source.topics
-        # Exactly-once: a request's hold ends when its transaction commits, not at its ack.
-        release: ReleaseAt = (
-            "committed" if kafka.processing_guarantee == "exactly_once" else "acknowledged"
-        )
-        self.ledger = RequestLedger(self.window, settings.lanes, topics, release_at=release)
+        w, kafka, topics = settings.window, settings.kafka, clients.source.topics
+        self.window = AdmissionWindow(_start(w), buffer=w.buffer)
+        self.ledger = RequestLedger(self.window, settings.lanes, topics, release_at=_release(kafka))
         circuit = EngineCircuit(settings.retry.circuit_failures)
-        self.controller = WindowController(
-            self.window, configured_policy(w, start), backend, metrics, w.interval_s
-        )
+        policy = configured_policy(w, _start(w))
+        self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
         self.monitor = EngineMonitor(backend, circuit, self.window, metrics)
         self._committer = Committer(
             self.ledger, clients.path, kafka.commit_interval_s, clients.sink
@@ -107,13 +99,16 @@ class Worker:
         self._batcher = MicroBatcher.configured(
             self.window, dispatcher.dispatch, w, settings.lanes, self.ledger.bulk_room
         )
-        self._intake = RequestIntake(
+        intake = RequestIntake(
             self._loop, self.ledger, self._batcher, publisher, router, metrics, lanes=topics,
             max_bytes=kafka.max_request_bytes, worker_id=settings.worker_id,
         )  # fmt: skip
         self.status = StatusReporter(self.ledger, clients.source, metrics, circuit, self.monitor)
+        self._rebalancer = Rebalancer(
+            self._loop, intake, self.ledger, self._batcher, self._committer, self.supervisor,
+            self.status, settings.rebalance_deadline_s,
+        )  # fmt: skip
         self._stop = asyncio.Event()
-        self._deadline: Deadline | None = None  # the shutdown's budget, once it began
 
     @property
     def failed(self) -> bool:
@@ -126,7 +121,7 @@ class Worker:
 
     async def run(self) -> None:
         """Consumes until `request_stop`, then drains, commits and closes."""
-        self._clients.source.start(self, self.ledger)
+        self._clients.source.start(self._rebalancer, self.ledger)
         spawn = self.supervisor.spawn
         spawn("the micro-batcher", self._batcher.run())
         spawn("the window controller", self.controller.run())
@@ -148,7 +143,8 @@ class Worker:
         """Stop admitting, drain and commit under one deadline, leave, flush."""
         grace = self.settings.shutdown_grace_s
         self.status.stopping(grace)
-        self._deadline = deadline = Deadline.after(grace + COMMIT_RESERVE_S)
+        deadline = Deadline.after(grace + COMMIT_RESERVE_S)
+        self._rebalancer.shutdown = deadline  # a revoke while leaving shares the budget
         self.ledger.drain_mode()  # 1. no room for any lane: the source pauses
         await self.supervisor.stop()  # 2. the parts' tasks end (no window reopens now)
         self.window.close()
@@ -164,40 +160,6 @@ class Worker:
             await asyncio.to_thread(self._clients.cache_topic.close)
         self.status.stopped()
 
-    # ----- SourceListener (called from the consumer thread) ----------------------------
-
-    def on_messages(self, messages: list[Any], keys: list[PartitionKey]) -> None:
-        self._intake.on_messages(messages, keys)
-
-    def on_assigned(self, partitions: list[PartitionKey]) -> None:
-        asyncio.run_coroutine_threadsafe(self._assign(partitions), self._loop).result()
-
-    def on_revoked(
-        self, partitions: list[PartitionKey], *, lost: bool
-    ) -> concurrent.futures.Future[None]:
-        return asyncio.run_coroutine_threadsafe(self._revoke(partitions, lost), self._loop)
-
-    def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
-        self._loop.call_soon_threadsafe(self.ledger.retry_commits, partitions)
-
-    def on_fatal(self, error: SourceError) -> None:
-        self.supervisor.thread_died("the request source", error.message)
-
-    async def _assign(self, keys: list[PartitionKey]) -> None:
-        self.ledger.assign(keys)
-        self.status.rebalanced("assigned", len(keys))
-
-    async def _revoke(self, keys: list[PartitionKey], lost: bool) -> None:
-        self.ledger.dropped(self._batcher.drop(keys))
-        deadline = Deadline.after(self.settings.rebalance_deadline_s).earliest(self._deadline)
-        try:
-            await self._committer.revoke(keys, lost=lost, deadline=deadline)
-        except CommitError as exc:
-            self.supervisor.fail("the committer", exc.message)
-        finally:
-            self.ledger.release(keys)
-        self.status.rebalanced("lost" if lost else "revoked", len(keys))
-
     # ----- probes ----------------------------------------------------------------------
 
     def live(self) -> tuple[bool, str]:
@@ -207,3 +169,15 @@ class Worker:
     def ready(self) -> tuple[bool, str]:
         """Readiness (``/readyz``): consuming, engine healthy, circuit closed."""
         return self.status.ready(self._clients.log.problem())
+
+
+def _start(window: WindowSettings) -> int:
+    """The window's first limit: its size, within its bounds where it adapts."""
+    return (
+        window.size if window.policy == "fixed" else min(max(window.size, window.min), window.max)
+    )
+
+
+def _release(kafka: KafkaSettings) -> ReleaseAt:
+    """When a request's hold ends: exactly-once keeps it until its transaction commits."""
+    return "committed" if kafka.processing_guarantee == "exactly_once" else "acknowledged"
