@@ -108,5 +108,6 @@ def _commit_path(
         f"{kafka.group_id}-{settings.worker_id}",
         source.group_metadata,
         sink.topic_of,
+        [kafka.results_topic, kafka.dlq_topic],
         settings.worker_id,
     )

@@ -41,8 +41,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 PARTITIONS = 2
 EXACTLY_ONCE = ("--processing-guarantee", "exactly_once")
-RESULTS_LIMIT = 8_000  # the results topic's max.message.bytes: an ordinary result is ~1 KB
-PRODUCER_LIMIT = 20_000  # the worker's message.max.bytes
+# The results topic takes less than the worker's producer: a result between the two is refused
+# by the broker, a larger one by the producer itself. An ordinary result is ~1 KB; the producer's
+# batches stay below the topic's limit (batch.size), as they must for any topic.
+RESULTS_LIMIT = 200_000
+PRODUCER = {"message.max.bytes": "400000", "batch.size": "100000"}
 
 
 def set_topic_config(admin: AdminClient, topic: str, config: dict[str, str]) -> None:
@@ -83,8 +86,8 @@ def test_exactly_once_dead_letters_poison_and_oversized_results_and_keeps_runnin
     kinds = {i: ("poison", "broker", "producer")[(i // 10) % 3] for i in range(0, 150, 10)}
     values: dict[str, Callable[[int], bytes]] = {
         "poison": lambda i: b"{not json",
-        "broker": lambda i: with_metadata(i, 10_000),
-        "producer": lambda i: with_metadata(i, 30_000),
+        "broker": lambda i: with_metadata(i, 250_000),
+        "producer": lambda i: with_metadata(i, 500_000),
     }
     produce(
         pipeline.bootstrap,
@@ -94,7 +97,7 @@ def test_exactly_once_dead_letters_poison_and_oversized_results_and_keeps_runnin
             for i in range(150)
         ),
     )
-    client = json.dumps({"message.max.bytes": str(PRODUCER_LIMIT)})
+    client = json.dumps(PRODUCER)
     watcher = TopicWatcher(pipeline.bootstrap, topics.results)
     try:
         worker = pipeline.worker(*EXACTLY_ONCE, env={"EVALSTREAM_KAFKA__CLIENT": client})
