@@ -10,6 +10,7 @@ table's ``intake`` rules say.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from confluent_kafka import Message
 
@@ -38,6 +39,8 @@ class RequestIntake:
         lanes: the lane of each consumed topic.
         max_bytes: the largest request value accepted (``kafka.max_request_bytes``).
         worker_id: recorded in dead letters.
+        on_failure: told (part, cause) when taking messages in raises (the supervisor's
+            `fail`): their holds and offsets would otherwise stay open for good.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class RequestIntake:
         lanes: dict[str, Lane],
         max_bytes: int,
         worker_id: str,
+        on_failure: Callable[[str, str], None] = lambda part, cause: None,
     ) -> None:
         self._loop = loop
         self._ledger = ledger
@@ -62,10 +66,17 @@ class RequestIntake:
         self._lanes = lanes
         self._max_bytes = max_bytes
         self._worker_id = worker_id
+        self._on_failure = on_failure
 
     def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         """Called from the consumer thread: hands the messages over to the loop."""
-        self._loop.call_soon_threadsafe(self.accept, messages, keys)
+        self._loop.call_soon_threadsafe(self._accept_all, messages, keys)
+
+    def _accept_all(self, messages: list[Message], keys: list[PartitionKey]) -> None:
+        try:
+            self.accept(messages, keys)
+        except Exception as exc:
+            self._on_failure("the intake", f"{type(exc).__name__}: {exc}")
 
     def accept(self, messages: list[Message], keys: list[PartitionKey]) -> None:
         """Takes handed-over messages in (event loop)."""

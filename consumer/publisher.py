@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from consumer.errors import SinkFatal
@@ -35,12 +36,20 @@ class OutcomePublisher:
         ledger: the request ledger (owned partitions; acknowledgements).
         committer: takes each outcome (sends it, or holds it for a transaction).
         metrics: the metrics catalogue.
+        on_failure: told (part, cause) when a delivery task raises (the supervisor's `fail`).
     """
 
-    def __init__(self, ledger: RequestLedger, committer: Delivery, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        ledger: RequestLedger,
+        committer: Delivery,
+        metrics: Metrics,
+        on_failure: Callable[[str, str], None] = lambda part, cause: None,
+    ) -> None:
         self._ledger = ledger
         self._committer = committer
         self._metrics = metrics
+        self._on_failure = on_failure
 
     def emit(self, outcome: Outcome) -> None:
         """Starts publishing ``outcome`` unless its partition is no longer ours."""
@@ -51,6 +60,11 @@ class OutcomePublisher:
             _log_dead_letter(outcome)
         task = asyncio.create_task(self._deliver(outcome))
         self._ledger.attach((job.source,), task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._on_failure("a delivery task", f"{type(error).__name__}: {error}")
 
     async def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job

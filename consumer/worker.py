@@ -86,7 +86,8 @@ class Worker:
         self._committer = Committer(
             self.ledger, clients.path, kafka.commit_interval_s, clients.sink
         )
-        publisher = OutcomePublisher(self.ledger, self._committer, metrics)
+        fail = self.supervisor.fail
+        publisher = OutcomePublisher(self.ledger, self._committer, metrics, fail)
         evaluator = Evaluator(
             backend, template, FailurePolicy(settings.retry, circuit), circuit, metrics,
             settings.engine, settings.worker_id, batches=batches,
@@ -101,7 +102,7 @@ class Worker:
         )
         intake = RequestIntake(
             self._loop, self.ledger, self._batcher, publisher, router, metrics, lanes=topics,
-            max_bytes=kafka.max_request_bytes, worker_id=settings.worker_id,
+            max_bytes=kafka.max_request_bytes, worker_id=settings.worker_id, on_failure=fail,
         )  # fmt: skip
         self.status = StatusReporter(self.ledger, clients.source, metrics, circuit, self.monitor)
         self._rebalancer = Rebalancer(
