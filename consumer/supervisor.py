@@ -45,8 +45,11 @@ class Supervisor:
         return self.cause is not None
 
     def on_failure(self, stop: Callable[[], None]) -> None:
-        """Names what a failure calls (the worker's stop), once the worker exists."""
+        """Names what a failure calls (the worker's stop), once the worker exists; a part
+        that died before calls it at once."""
         self._on_failure = stop
+        if self.cause is not None:
+            stop()
 
     def fail(self, part: str, cause: str) -> None:
         """A part died (event loop only): red health, one line, and a stop."""

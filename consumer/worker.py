@@ -73,6 +73,7 @@ class Worker:
         batches: bool = False,
     ) -> None:
         self.settings, self._clients = settings, clients
+        self._stop = asyncio.Event()
         self.supervisor = clients.supervisor
         self.supervisor.on_failure(self.request_stop)
         self._loop = asyncio.get_running_loop()
@@ -109,7 +110,6 @@ class Worker:
             self._loop, intake, self.ledger, self._batcher, self._committer, self.supervisor,
             self.status, settings.rebalance_deadline_s,
         )  # fmt: skip
-        self._stop = asyncio.Event()
 
     @property
     def failed(self) -> bool:
