@@ -302,7 +302,7 @@ class RequestSource:
         self._listener.on_assigned(keys)
         paused = [tp for tp in partitions if self._topics.get(tp.topic) in self._paused]
         if paused:
-            # New partitions of a paused lane join it until demand returns. (Resuming
+            # New partitions of a paused lane join it until its room returns. (Resuming
             # right after assigning is avoided: it can race the fetch start in librdkafka.)
             consumer.incremental_assign(partitions)
             consumer.pause(paused)
