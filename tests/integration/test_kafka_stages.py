@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -236,6 +237,52 @@ async def test_a_paused_bulk_lane_never_pauses_the_interactive_topic(
         assert await asyncio.to_thread(wait_until, lambda: listener.count(bulk) == 50, 30)
         assert bulk_read < 50
         assert not source.paused(BULK)
+    finally:
+        await asyncio.to_thread(source.stop)
+    assert listener.fatal == []
+
+
+class GreedyCredits:
+    """A real ledger's holds behind a room that always says 50: every poll asks for more than
+    the ledger takes, so the source must rewind what the ledger refuses."""
+
+    def __init__(self, ledger: RequestLedger) -> None:
+        self.ledger = ledger
+
+    def room(self, lane: Lane) -> int:
+        return 50
+
+    def resume_at(self, lane: Lane) -> int:
+        return 1
+
+    def hand_over(self, refs: list[tuple[PartitionKey, int]]) -> dict[PartitionKey, int]:
+        return self.ledger.hand_over(refs)
+
+    def force(self, refs: list[tuple[PartitionKey, int]]) -> None:
+        self.ledger.force(refs)
+
+
+async def test_a_message_past_the_bound_is_rewound_and_read_again_in_order(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], group_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory(1, prefix="requests")
+    produce(kafka_bootstrap, topic, ((b"k", b"r%d" % i, None) for i in range(50)))
+    ledger = RequestLedger(AdmissionWindow(4, buffer=6), LaneSettings(), {topic: BULK})
+    listener = Listener()
+    source = RequestSource(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": group_factory()}, {topic: BULK}
+    )
+    source.start(listener, GreedyCredits(ledger))
+    try:
+        for released in range(0, 50, 10):
+            read = released + 10  # the bound is 10: the ledger holds exactly that many
+            arrived = functools.partial(lambda n: listener.count() >= n, read)
+            assert await asyncio.to_thread(wait_until, arrived, 30)
+            assert ledger.held() == 10
+            offsets = [m.offset() for m, _k in listener.messages]
+            assert offsets == list(range(read))  # in order, no gap, nothing twice
+            for message, key in listener.messages[released:read]:
+                ledger._release(key, message.offset() or 0)  # those requests are done
     finally:
         await asyncio.to_thread(source.stop)
     assert listener.fatal == []
