@@ -42,6 +42,11 @@ ReleaseAt = Literal["acknowledged", "committed"]
 Ref = tuple[PartitionKey, int]  # a message: its partition (with epoch) and offset
 
 
+def release_at(processing_guarantee: str) -> ReleaseAt:
+    """When a request's hold ends: exactly-once keeps it until its transaction commits."""
+    return "committed" if processing_guarantee == "exactly_once" else "acknowledged"
+
+
 class RequestLedger:
     """Records each request's transitions and answers for them.
 

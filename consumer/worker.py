@@ -34,16 +34,16 @@ from consumer.evaluator import Evaluator
 from consumer.failure_table import EngineCircuit, FailurePolicy
 from consumer.intake import RequestIntake
 from consumer.kafka_clients import KafkaClients
-from consumer.ledger import ReleaseAt, RequestLedger
+from consumer.ledger import RequestLedger, release_at
 from consumer.metrics import Metrics
 from consumer.prompts import PromptTemplate
 from consumer.publisher import OutcomePublisher
 from consumer.rebalancer import Rebalancer
 from consumer.router import ModelRouter
-from consumer.settings import KafkaSettings, Settings, WindowSettings
+from consumer.settings import Settings
 from consumer.status import StatusReporter
 from consumer.window_controller import WindowController
-from consumer.window_policy import configured_policy
+from consumer.window_policy import configured_policy, start_limit
 
 _LEAVE_FLOOR_S = 5.0  # leaving the group gets this long even when the budget is spent
 
@@ -78,10 +78,11 @@ class Worker:
         self.supervisor.on_failure(self.request_stop)
         self._loop = asyncio.get_running_loop()
         w, kafka, topics = settings.window, settings.kafka, clients.source.topics
-        self.window = AdmissionWindow(_start(w), buffer=w.buffer)
-        self.ledger = RequestLedger(self.window, settings.lanes, topics, release_at=_release(kafka))
+        self.window = AdmissionWindow(start_limit(w), buffer=w.buffer)
+        release = release_at(kafka.processing_guarantee)
+        self.ledger = RequestLedger(self.window, settings.lanes, topics, release_at=release)
         circuit = EngineCircuit(settings.retry.circuit_failures)
-        policy = configured_policy(w, _start(w))
+        policy = configured_policy(w, start_limit(w))
         self.controller = WindowController(self.window, policy, backend, metrics, w.interval_s)
         self.monitor = EngineMonitor(backend, circuit, self.window, metrics)
         self._committer = Committer(
@@ -170,15 +171,3 @@ class Worker:
     def ready(self) -> tuple[bool, str]:
         """Readiness (``/readyz``): consuming, engine healthy, circuit closed."""
         return self.status.ready(self._clients.log.problem())
-
-
-def _start(window: WindowSettings) -> int:
-    """The window's first limit: its size, within its bounds where it adapts."""
-    return (
-        window.size if window.policy == "fixed" else min(max(window.size, window.min), window.max)
-    )
-
-
-def _release(kafka: KafkaSettings) -> ReleaseAt:
-    """When a request's hold ends: exactly-once keeps it until its transaction commits."""
-    return "committed" if kafka.processing_guarantee == "exactly_once" else "acknowledged"
