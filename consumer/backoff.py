@@ -1,7 +1,7 @@
 """Waiting and retrying with backoff: the one primitive every retry of the worker uses.
 
 Each schedule is named here, so every delay of the service reads in one place; the
-engine-call retries take theirs from ``retry.*`` settings (see `consumer.failures`).
+engine-call retries take theirs from ``retry.*`` settings (see `consumer.failure_table`).
 """
 
 from __future__ import annotations

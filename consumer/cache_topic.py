@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
@@ -32,10 +33,18 @@ class CacheTopic:
         config: librdkafka options shared by the worker's clients.
         topic: the compacted cache topic.
         partitions: its partition count when this worker creates it.
+        on_fatal: told the cause when the reader thread dies (from that thread).
     """
 
-    def __init__(self, config: dict[str, Any], topic: str, partitions: int = 8) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        partitions: int = 8,
+        on_fatal: Callable[[str], None] = lambda cause: None,
+    ) -> None:
         self._config, self._topic, self._partitions = config, topic, partitions
+        self._on_fatal = on_fatal
         self._producer = Producer({**config, "linger.ms": 50, "enable.idempotence": True})
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
@@ -95,6 +104,8 @@ class CacheTopic:
                     continue
                 positions[message.partition() or 0] = (message.offset() or 0) + 1
                 self._load(cache, message.key(), message.value())
+        except Exception as exc:
+            self._on_fatal(f"its reader thread died: {exc!r}")
         finally:
             caught_up.set()
             consumer.close()

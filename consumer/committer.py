@@ -1,102 +1,199 @@
-"""When an outcome and its source offset become durable: the one home of the commit.
+"""The commit, and its one owner: cadence, numbered steps, one deadline from drain to flush.
 
-The worker calls a `Committer` at four points and never asks which guarantee it runs:
+`Committer.commit` runs the same steps for every caller (quix-streams' ``Checkpoint.commit``
+is the model):
 
-1. ``deliver``: a job's outcome is final; returns once its offset may complete.
-2. ``tick``: every ``kafka.commit_interval_s``, commit what completed.
-3. ``revoke``: partitions leave this worker (drained or lost); commit what is theirs.
-4. ``final``: shutdown (drained); the last commit before leaving the group.
+1. **flush**: every outcome whose offset may be committed was acknowledged by the broker
+   (at-least-once: an offset completes only on its result's ``acks=all``), or is held for
+   the transaction that writes it (exactly-once);
+2. **offsets**: the committable offsets, from the `RequestLedger` (each partition's lowest
+   incomplete offset, where it moved);
+3. **write**: through the `CommitPath` of the guarantee: the consumer commits them on its own
+   thread (`OffsetPath`, at-least-once), or one transaction produces the held outcomes and
+   commits the offsets with them (`consumer.transactions.TransactionalPath`, exactly-once);
+4. **record**: the ledger learns what is durable (exactly-once releases the holds below it).
 
-Two implementations, chosen once at start-up (`open_committer`):
-
-- `OffsetCommitter`, **at-least-once** (the default): an outcome is sent at once and
-  completes when the broker acknowledged it; the consumer commits, per partition, the
-  lowest incomplete offset, and only when it moved. A crash re-delivers at most the
-  uncommitted window.
-- `TransactionalCommitter` (`consumer.transactions`), **exactly-once**: an outcome is
-  held, and each tick produces the held outcomes and their offsets in one transaction.
+It runs every ``kafka.commit_interval_s`` (`run`), on revoke (`revoke`: drain the partitions'
+work, then commit it, before they go) and on shutdown (`final`), each under one `Deadline`:
+the drain, the commit and the flush take what is left of the same budget. A `CommitError`
+means this process may not commit again (fenced); it propagates to the supervisor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import logging
 from typing import Protocol
 
-from consumer.partitions import PartitionKey, PartitionRegistry
+from consumer.deadline import Deadline
+from consumer.ledger import RequestLedger
+from consumer.partitions import PartitionKey
 from consumer.records import Outcome
-from consumer.request_source import RequestSource
 from consumer.result_sink import ResultSink
-from consumer.settings import Settings
-from consumer.transactions import TransactionalCommitter
+
+log = logging.getLogger(__name__)
+
+# Each regular commit gets this long; a slower one is abandoned for the next (at-least-once)
+# or fails the worker when its transaction cannot finish (exactly-once).
+_TICK_BUDGET_S = 30.0
+# Of a revoke's or a shutdown's budget, what the drain leaves for commit, leave and flush.
+COMMIT_RESERVE_S = 5.0
 
 
-class Committer(Protocol):
-    """Commits outcomes and offsets; every method runs on the event loop.
+class CommitPort(Protocol):
+    """Where offsets are committed: `consumer.request_source.RequestSource.commit`, which
+    hops to the consumer's thread (the consumer is only ever called from there)."""
 
-    A method that raises `consumer.errors.CommitError` means this process may not commit
-    again (fenced); the worker stops, and later calls commit nothing.
-    """
+    def commit(
+        self, offsets: dict[PartitionKey, int], *, in_rebalance: bool = False
+    ) -> concurrent.futures.Future[None]:
+        """Commits ``offsets``; the future is done once the commit was made."""
+
+
+class CommitPath(Protocol):
+    """How outcomes and offsets become durable under one guarantee (event loop)."""
 
     async def deliver(self, outcome: Outcome) -> Outcome:
         """Takes a final outcome; returns (the outcome as sent) once its offset may complete."""
 
-    async def tick(self, partitions: PartitionRegistry) -> None:
-        """Commits the offsets that completed since the last tick."""
+    async def write(
+        self, offsets: dict[PartitionKey, int], deadline: Deadline, *, in_rebalance: bool
+    ) -> bool:
+        """Makes ``offsets`` durable; False when they must be offered again."""
 
-    async def revoke(
-        self, partitions: PartitionRegistry, keys: list[PartitionKey], *, lost: bool
-    ) -> dict[PartitionKey, int]:
-        """Partitions leave; returns offsets the consumer must commit in its revoke callback."""
+    def forget(self, keys: set[PartitionKey]) -> None:
+        """Partitions left this worker: drop what is held for them."""
 
-    async def final(self, partitions: PartitionRegistry) -> dict[PartitionKey, int]:
-        """Shutdown; returns offsets the consumer must commit before it leaves the group."""
-
-    def close(self) -> None:
-        """Releases what the committer owns (after the consumer left the group)."""
+    def close(self, deadline: Deadline) -> None:
+        """Releases what the path owns (after the consumer left the group)."""
 
 
-class OffsetCommitter:
+class OffsetPath:
     """At-least-once: outcomes sent as they come, offsets committed by the consumer.
 
     Args:
-        source: the consumer, which commits (asynchronously; synchronously on revoke).
+        port: the consumer's commit port.
         sink: the results and dead-letter topics.
     """
 
-    def __init__(self, source: RequestSource, sink: ResultSink) -> None:
-        self._source = source
+    def __init__(self, port: CommitPort, sink: ResultSink) -> None:
+        self._port = port
         self._sink = sink
 
     async def deliver(self, outcome: Outcome) -> Outcome:
         """Sends the outcome and waits for the broker's acknowledgement (``acks=all``)."""
         return await self._sink.publish(outcome)
 
-    async def tick(self, partitions: PartitionRegistry) -> None:
-        """Commits each partition's lowest incomplete offset, where it moved."""
-        self._source.commit(partitions.take_commits())
+    async def write(
+        self, offsets: dict[PartitionKey, int], deadline: Deadline, *, in_rebalance: bool
+    ) -> bool:
+        """Hands the offsets to the consumer's thread; waits until they were committed."""
+        made = asyncio.wrap_future(self._port.commit(offsets, in_rebalance=in_rebalance))
+        try:
+            await asyncio.wait_for(made, deadline.remaining(1.0))
+        except TimeoutError:
+            log.warning("the consumer did not commit %d offsets in time", len(offsets))
+            return False
+        return True
 
-    async def revoke(
-        self, partitions: PartitionRegistry, keys: list[PartitionKey], *, lost: bool
-    ) -> dict[PartitionKey, int]:
-        """A lost partition commits nothing (another member owns it already)."""
-        return {} if lost else partitions.committable(keys)
+    def forget(self, keys: set[PartitionKey]) -> None:
+        """Nothing is held here."""
 
-    async def final(self, partitions: PartitionRegistry) -> dict[PartitionKey, int]:
-        """Everything acknowledged, committed by the consumer as it leaves."""
-        return partitions.committable()
-
-    def close(self) -> None:
-        """Nothing of its own: the consumer and the sink are closed by the worker."""
+    def close(self, deadline: Deadline) -> None:
+        """Nothing of its own: the sink is the committer's to close."""
 
 
-def open_committer(settings: Settings, source: RequestSource, sink: ResultSink) -> Committer:
-    """The committer of ``kafka.processing_guarantee``."""
-    kafka = settings.kafka
-    if kafka.processing_guarantee == "exactly_once":
-        return TransactionalCommitter(
-            kafka.client_config(),
-            # Stable per worker, so a restarted worker fences its previous incarnation.
-            f"{kafka.group_id}-{settings.worker_id}",
-            source.group_metadata,
-            sink.topic_of,
-        )
-    return OffsetCommitter(source, sink)
+class Committer:
+    """Owns the commit of one worker.
+
+    Args:
+        ledger: the request ledger (committable offsets, drains, holds).
+        path: the guarantee's commit path.
+        interval_s: the commit cadence (``kafka.commit_interval_s``).
+        sink: the results and dead-letter producer, flushed and closed last.
+    """
+
+    def __init__(
+        self,
+        ledger: RequestLedger,
+        path: CommitPath,
+        interval_s: float,
+        sink: ResultSink | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._path = path
+        self._interval_s = interval_s
+        self._sink = sink
+        self._lock = asyncio.Lock()  # one commit at a time: a tick never overtakes a revoke
+
+    async def deliver(self, outcome: Outcome) -> Outcome:
+        """Takes a final outcome (see `CommitPath.deliver`)."""
+        return await self._path.deliver(outcome)
+
+    async def run(self) -> None:
+        """Commits every interval until cancelled."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.commit(Deadline.after(_TICK_BUDGET_S))
+
+    async def commit(
+        self,
+        deadline: Deadline,
+        keys: list[PartitionKey] | None = None,
+        *,
+        in_rebalance: bool = False,
+    ) -> None:
+        """The numbered steps (see the module docstring) for ``keys`` (all when None).
+
+        Raises:
+            CommitError: fenced; this process may not commit again.
+        """
+        async with self._lock:
+            # 1. flush: nothing to wait for; an offset completes only once its outcome was
+            #    acknowledged or is held by the transaction written in step 3.
+            # 2. offsets: what moved since the last commit (a revoke commits its partitions'
+            #    current position whether it moved or not).
+            if keys is None:
+                offsets = self._ledger.take_commits()
+            else:
+                offsets = self._ledger.committable(keys)
+            if not offsets:
+                return
+            # 3. write, under the deadline.
+            durable = await self._path.write(offsets, deadline, in_rebalance=in_rebalance)
+            # 4. record: what is durable releases its holds; what is not is offered again.
+            if durable:
+                self._ledger.committed(offsets)
+            else:
+                self._ledger.retry_commits(offsets)
+
+    async def revoke(self, keys: list[PartitionKey], *, lost: bool, deadline: Deadline) -> None:
+        """Partitions leave: drain their work, commit it, forget what is held for them.
+
+        A lost partition commits nothing: another member owns it already.
+        """
+        try:
+            if not lost:
+                cancelled = await self._ledger.drain(keys, deadline.at - COMMIT_RESERVE_S)
+                if cancelled:
+                    log.info("%d evaluations of revoked partitions cancelled", cancelled)
+                await self.commit(deadline, keys, in_rebalance=True)
+        finally:
+            self._path.forget(set(keys))
+
+    async def final(self, deadline: Deadline) -> None:
+        """Shutdown: drain every partition's work, then the last commit."""
+        cancelled = await self._ledger.drain(None, deadline.at - COMMIT_RESERVE_S)
+        if cancelled:
+            log.warning("%d evaluations did not finish in the grace period", cancelled)
+        async with self._lock:
+            offsets = self._ledger.committable()
+            if await self._path.write(offsets, deadline, in_rebalance=False):
+                self._ledger.committed(offsets)
+
+    def close(self, deadline: Deadline) -> None:
+        """Flushes and releases the path's producer (after the consumer left the group)."""
+        self._path.close(deadline)
+        if self._sink is not None:
+            self._sink.close(deadline.remaining(1.0))

@@ -13,7 +13,7 @@ import logging
 from consumer.admission import AdmissionWindow
 from consumer.backends.base import Backend
 from consumer.backoff import ENGINE_PROBE
-from consumer.failures import EngineCircuit
+from consumer.failure_table import EngineCircuit
 from consumer.metrics import Metrics
 
 log = logging.getLogger(__name__)

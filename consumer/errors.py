@@ -1,6 +1,6 @@
 """The error hierarchy: one root, one subclass per stage, a ``retriable`` flag.
 
-The failure policy (`consumer.failures`) decides what happens to each class; the
+The failure table (`consumer.failure_table`) decides what happens to each class; the
 classes only say what went wrong and where.
 """
 
@@ -109,6 +109,14 @@ class MessageTooLarge(SinkError):
     """The broker or the producer refuses the message for its size: retrying cannot help."""
 
     reason = "message_too_large"
+    retriable = False
+
+
+class SinkFatal(SinkError):
+    """The results producer failed for good (librdkafka's ``fatal()``): no delivery can succeed
+    any more; the worker stops, and what was not acknowledged is read again."""
+
+    reason = "producer_fatal"
     retriable = False
 
 

@@ -26,7 +26,7 @@ from consumer.errors import (
     InvalidOutput,
     TruncatedOutput,
 )
-from consumer.failures import EngineCircuit, FailurePolicy
+from consumer.failure_table import EngineCircuit, FailurePolicy, RetryState
 from consumer.jobs import Job
 from consumer.lanes import INTERACTIVE
 from consumer.metrics import Metrics
@@ -143,8 +143,7 @@ class Evaluator:
         try:
             await work
         except Exception as exc:
-            if job.reported:
-                raise
+            # The worker ignores a second outcome of a job whose outcome was final already.
             log.exception("evaluation of %s failed unexpectedly", job.request_id)
             error = EvalstreamError(f"{type(exc).__name__}: {exc}", reason="internal_error")
             report(dead_letter(job, error, self._worker_id))
@@ -173,37 +172,47 @@ class Evaluator:
     async def _follow_up(
         self, job: Job, prompt: Prompt, reply: Completion | EngineError, report: OutcomeHandler
     ) -> None:
-        """Retries and repairs one job until its outcome is final, then reports it."""
-        counted = 1
+        """Carries out the failure table's decisions for one job until its outcome is final."""
+        state = RetryState()
         while True:
-            if isinstance(reply, Completion) and self._cut(job, reply):
-                report(self._finish(job, reply, _truncated(reply, prompt)))
+            error = self._judge(job, prompt, reply)
+            if error is None:
+                assert isinstance(reply, Completion)
+                report(self._success(job, reply))
                 return
-            if isinstance(reply, InvalidOutput) or (
-                isinstance(reply, Completion) and not self._valid(job, reply)
-            ):
-                outcome = self._invalid(job, prompt, reply)
-                if outcome is not None:
-                    report(outcome)
-                    return
+            repairable = isinstance(reply, Completion) and bool(prompt.messages)
+            decision = self._policy.decide(error, state, repairable=repairable)
+            if decision.action == "repair":
+                self._metrics.retry("invalid_output")
                 prompt = self._repair_prompt(prompt, reply)
-            elif isinstance(reply, EvalstreamError):
-                decision = self._policy.decide(reply, counted)
-                if decision.action == "dead_letter":
-                    report(self._dead_letter(job, reply, decision.reason))
-                    return
-                self._metrics.retry(reply.reason)
-                if isinstance(reply, EngineOverloaded):
+            elif decision.action == "retry":
+                self._metrics.retry(error.reason)
+                if isinstance(error, EngineOverloaded):
                     self._on_overload()
-                counted += int(decision.counts)
                 await asyncio.sleep(decision.delay_s)
                 await self._circuit.wait_closed()
             else:
-                report(self._success(job, reply))
+                completion = reply if isinstance(reply, Completion) else None
+                if decision.action == "error_result":
+                    report(self._finish(job, completion, error))
+                else:
+                    report(self._dead_letter(job, error, decision.reason))
                 return
-            if self._expired(job, report):
+            if self._expired(job, report):  # the deadline is checked before every retry
                 return
             (reply,) = await self._call([job], [prompt])
+
+    def _judge(
+        self, job: Job, prompt: Prompt, reply: Completion | EngineError
+    ) -> EvalstreamError | None:
+        """What is wrong with ``reply``; None when it is a usable answer."""
+        if isinstance(reply, EvalstreamError):
+            return reply
+        if self._cut(job, reply):
+            return _truncated(reply, prompt)
+        if not self._valid(job, reply):
+            return InvalidOutput(_describe_invalid(reply))
+        return None
 
     async def _call(self, jobs: list[Job], prompts: list[Prompt]) -> list[Completion | EngineError]:
         assert jobs[0].route is not None
@@ -268,18 +277,6 @@ class Evaluator:
             return True  # batch lines are passed through; their caller judges the content
         return _evaluation_error(reply.text) is None
 
-    def _invalid(self, job: Job, prompt: Prompt, reply: Completion | EngineError) -> Outcome | None:
-        """None when the one repair attempt is still available, else the error result."""
-        if not job.repaired and isinstance(reply, Completion) and prompt.messages:
-            job.repaired = True
-            self._metrics.retry("invalid_output")
-            return None
-        error = (
-            reply if isinstance(reply, InvalidOutput) else InvalidOutput(_describe_invalid(reply))
-        )
-        completion = reply if isinstance(reply, Completion) else None
-        return self._finish(job, completion, error)
-
     def _repair_prompt(self, prompt: Prompt, reply: Completion | EngineError) -> Prompt:
         assert isinstance(reply, Completion)
         messages = self._template.repair_messages(
@@ -307,7 +304,7 @@ class Evaluator:
             value = evaluation_result(
                 job, job.route, self._worker_id, completion, evaluation, error
             )
-        return Outcome(job, "result", value, None, "ok" if error is None else "error")
+        return Outcome(job, "result", value, None, "ok" if error is None else "error", error)
 
     def _dead_letter(self, job: Job, error: EvalstreamError, reason: str) -> Outcome:
         if (

@@ -3,7 +3,8 @@
 Each setting is declared once, in `consumer.settings`: its field name gives the flag
 (``kafka.commit_interval_s`` is ``--kafka-commit-interval-s``; a field may name a shorter
 flag of its own, ``json_schema_extra={"flag": "--group"}``), its description the help text,
-and its default the help's "(default: ...)". Secrets (``SecretStr``) have no flag: a
+and its default the help's "(default: ...)". Secrets (``SecretStr``) and fields marked
+``json_schema_extra={"no_flag": True}`` (test-only hooks) have no flag: a
 command line is visible to every user of the machine (``ps``); they come from the
 environment or the file. Dicts and lists take JSON.
 """
@@ -50,7 +51,7 @@ def setting_flags(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterato
         kind = _bare(field.annotation)
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             yield from setting_flags(kind, here)
-        elif kind is not SecretStr:
+        elif kind is not SecretStr and not _extra(field).get("no_flag"):
             flag = _extra(field).get("flag")
             yield SettingFlag(here, str(flag) if flag else _derived(here), field)
 

@@ -51,8 +51,6 @@ class Job:
         route: the engine model chosen for it (None until routed).
         deadline_s: when its answer stops being worth anything (epoch seconds), if ever.
         cache_key: its key in the result cache, where the cache is on.
-        repaired: whether the one repair attempt was used.
-        reported: whether its final outcome was reported (its window slot returned).
         lane: the lane it came in by (the topic it was consumed from).
     """
 
@@ -70,8 +68,6 @@ class Job:
     route: Route | None = None
     deadline_s: float | None = None
     cache_key: str | None = None
-    repaired: bool = False
-    reported: bool = False
     lane: Lane = BULK
 
     @property

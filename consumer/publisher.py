@@ -1,4 +1,4 @@
-"""Publishes final outcomes through the committer and completes their offsets.
+"""Publishes final outcomes through the committer and reports their acknowledgement.
 
 An outcome's offset completes once the `Committer` took it: acknowledged by the broker
 (at-least-once), or held for the transaction that commits it with its offset
@@ -10,67 +10,72 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
 
-from consumer.committer import Committer
-from consumer.errors import DecodeError, RoutingError
-from consumer.jobs import Job
-from consumer.lanes import LANES, Lane
+from consumer.errors import SinkFatal
+from consumer.failure_table import caused_by_input
+from consumer.ledger import RequestLedger
 from consumer.metrics import Metrics
-from consumer.partitions import PartitionRegistry
 from consumer.records import Outcome
 
 log = logging.getLogger(__name__)
 
 
+class Delivery(Protocol):
+    """Takes outcomes (`consumer.committer.Committer`)."""
+
+    async def deliver(self, outcome: Outcome) -> Outcome:
+        """Returns (the outcome as sent) once its offset may complete."""
+
+
 class OutcomePublisher:
-    """Sends outcomes and completes their offsets; runs on the event loop.
+    """Sends outcomes and reports them acknowledged to the ledger; runs on the event loop.
 
     Args:
-        partitions: the owned partitions (outcomes of others are dropped).
+        ledger: the request ledger (owned partitions; acknowledgements).
         committer: takes each outcome (sends it, or holds it for a transaction).
         metrics: the metrics catalogue.
+        on_failure: told (part, cause) when a delivery task raises (the supervisor's `fail`).
     """
 
     def __init__(
-        self, partitions: PartitionRegistry, committer: Committer, metrics: Metrics
+        self,
+        ledger: RequestLedger,
+        committer: Delivery,
+        metrics: Metrics,
+        on_failure: Callable[[str, str], None] = lambda part, cause: None,
     ) -> None:
-        self._partitions = partitions
+        self._ledger = ledger
         self._committer = committer
         self._metrics = metrics
-        # Outcomes not yet acknowledged, by lane: they count against the demand (read by the
-        # consumer thread, so every key exists from the start).
-        self._pending: Counter[Lane] = Counter(dict.fromkeys(LANES, 0))
-
-    @property
-    def pending(self) -> int:
-        """Outcomes sent and not yet acknowledged."""
-        return self._pending.total()
-
-    def pending_of(self, lane: Lane) -> int:
-        """Outcomes of ``lane`` sent and not yet acknowledged."""
-        return self._pending[lane]
+        self._on_failure = on_failure
 
     def emit(self, outcome: Outcome) -> None:
         """Starts publishing ``outcome`` unless its partition is no longer ours."""
         job = outcome.job
-        if job.source not in self._partitions:
+        if not self._ledger.owns(job.source):
             return  # a revoked epoch: never produce its result
         if outcome.destination == "dead_letter":
-            _log_dead_letter(job, outcome)
+            _log_dead_letter(outcome)
         task = asyncio.create_task(self._deliver(outcome))
-        self._pending[job.lane] += 1
-        task.add_done_callback(lambda _task: self._done(job.lane))
-        self._partitions.attach((job.source,), task)
+        self._ledger.attach((job.source,), task)
+        task.add_done_callback(self._ended)
 
-    def _done(self, lane: Lane) -> None:
-        self._pending[lane] -= 1
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._on_failure("a delivery task", f"{type(error).__name__}: {error}")
 
     async def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
-        outcome = await self._committer.deliver(outcome)
+        try:
+            outcome = await self._committer.deliver(outcome)
+        except SinkFatal:
+            # The supervisor stops the worker (the producer's error_cb); the offset stays open
+            # and the request is read again by the next owner.
+            return
         self._count(outcome)
-        self._partitions.complete(job.source, job.offset)
+        self._ledger.acknowledged(job)
 
     def _count(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -83,15 +88,13 @@ class OutcomePublisher:
         self._metrics.end_to_end[job.lane].observe(max(0.0, time.time() - job.timestamp_s))
 
 
-def _log_dead_letter(job: Job, outcome: Outcome) -> None:
-    headers = dict(outcome.headers or [])
-    message = headers.get("evalstream.error.message", b"").decode("utf-8", "replace")
-    error_class = headers.get("evalstream.error.class", b"").decode()
-    expected = error_class in {DecodeError.__name__, RoutingError.__name__}
+def _log_dead_letter(outcome: Outcome) -> None:
+    """One line per dead letter: a warning where the input caused it, else an error."""
+    job, error = outcome.job, outcome.error
     log.log(
-        logging.WARNING if expected else logging.ERROR,
+        logging.WARNING if caused_by_input(error) else logging.ERROR,
         "dead letter: %s",
-        message,
+        error.message if error is not None else outcome.status,
         extra={
             "request_id": job.request_id,
             "partition": job.source.partition,

@@ -40,6 +40,7 @@ class Outcome:
     value: bytes | None
     headers: RawHeaders | None
     status: str  # "ok", "error" or the dead-letter reason
+    error: EvalstreamError | None = None  # why, where it is not "ok" (the failure table's key)
 
 
 OutcomeHandler = Callable[[Outcome], None]
@@ -140,7 +141,7 @@ def dead_letter(
     """The dead-letter outcome of ``job``: its original bytes, and headers saying why."""
     headers = dead_letter_headers(job, error, worker_id, reason)
     # The original value byte for byte: a null value (tombstone) stays null.
-    return Outcome(job, "dead_letter", job.value, headers, reason or error.reason)
+    return Outcome(job, "dead_letter", job.value, headers, reason or error.reason, error)
 
 
 def parse_evaluation(text: str) -> Evaluation:

@@ -1,26 +1,30 @@
 """The requests topic: one consumer owned by one thread that never stops polling.
 
 librdkafka's consumer is driven from a dedicated thread, so the group session and
-``max.poll.interval.ms`` stay healthy however long the engine takes: when the worker
-has no room, the thread pauses every assigned partition and keeps polling. The
-asyncio side talks to it through thread-safe calls (demand, commit requests) and
-receives messages and rebalance events through a `SourceListener`.
+``max.poll.interval.ms`` stay healthy however long the engine takes: when the worker has no
+room, the thread pauses the lane's partitions and keeps polling. Messages and rebalance events
+go to a `SourceListener`. How much it reads is the ledger's to say (`Credits`): each message is
+handed over only with a hold the ledger grants; one beyond the room is not delivered and its
+partition is rewound to it, so the worker never holds more than its bounds, whatever the
+timing. Commits hop to this thread (`commit`): the consumer is only ever called from here.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.errors import SourceError
 from consumer.lanes import LANES, Lane
 from consumer.partitions import PartitionKey
+from consumer.source_listener import Credits, SourceListener
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +36,8 @@ _MAX_CONSUME = 500
 _POLL_TIMEOUT_S = 0.1
 
 
-class SourceListener(Protocol):
-    """The worker side; every method is called from the source thread."""
-
-    def demand(self, lane: Lane) -> int:
-        """How many more messages of ``lane`` the worker can take (0 or less pauses the
-        lane's partitions)."""
-
-    def resume_at(self, lane: Lane) -> int:
-        """The demand at which the lane's paused partitions resume (hysteresis: each pause
-        drops librdkafka's prefetched data, so not too often)."""
-
-    def on_messages(self, messages: list[Message], keys: list[PartitionKey]) -> None:
-        """New messages (key per message). Must only hand them over, not process them."""
-
-    def on_assigned(self, partitions: list[PartitionKey]) -> None:
-        """Partitions now owned; returns once the worker tracks them."""
-
-    def on_revoked(self, partitions: list[PartitionKey], *, lost: bool) -> dict[PartitionKey, int]:
-        """Partitions going away; blocks until drained and returns offsets to commit."""
-
-    def on_commit_failed(self, partitions: list[PartitionKey]) -> None:
-        """A commit of these partitions failed; their offsets must be offered again."""
-
-    def on_fatal(self, error: SourceError) -> None:
-        """The consumer failed for good (its thread has ended); the worker must stop."""
-
-
 class RequestSource:
-    """Owns the consumer and its thread.
-
-    The consumer is created here and subscribes in `start`, which also names the
-    `SourceListener` that receives messages and rebalance events. Each lane's partitions
-    are paused and resumed on their own (`consumer.lanes`).
+    """Owns the consumer and its thread; each lane's partitions pause on their own.
 
     Args:
         config: librdkafka consumer configuration (group, bootstrap, security).
@@ -94,7 +67,13 @@ class RequestSource:
         self._thread = threading.Thread(target=self._run, name="request-source", daemon=True)
         self.last_poll_monotonic = 0.0
         self._commits_in_flight = 0  # asynchronous commits without a result yet
+        self._leave_s = _LEAVE_TIMEOUT_S
         self._metadata: object = None
+
+    @property
+    def topics(self) -> dict[str, Lane]:
+        """The consumed topics and the lane of each."""
+        return dict(self._topics)
 
     def paused(self, lane: Lane) -> bool:
         """Whether the lane's partitions are paused for backpressure."""
@@ -104,10 +83,6 @@ class RequestSource:
         """How many owned partitions are paused for backpressure now."""
         paused = set(self._paused)  # a copy: the consumer thread changes the set
         return sum(1 for topic, _ in list(self._epochs) if self._topics.get(topic) in paused)
-
-    def assigned_count(self) -> int:
-        """How many partitions this worker owns now."""
-        return len(self._epochs)
 
     def group_metadata(self) -> object:
         """The group's metadata for transactional offset commits, as of the last rebalance.
@@ -119,9 +94,10 @@ class RequestSource:
         """
         return self._metadata
 
-    def start(self, listener: SourceListener) -> None:
+    def start(self, listener: SourceListener, credits: Credits) -> None:
         """Subscribes and starts the polling thread, which calls ``listener``."""
         self._listener = listener
+        self._credits = credits
         self._consumer.subscribe(
             list(self._topics),
             on_assign=self._on_assign,
@@ -130,25 +106,42 @@ class RequestSource:
         )
         self._thread.start()
 
-    def stop(self, final_commit: Callable[[], dict[PartitionKey, int]]) -> None:
-        """Commits ``final_commit()`` in the thread, leaves the group and closes.
+    def stop(self, timeout: float = _LEAVE_TIMEOUT_S + _CLOSE_TIMEOUT_S) -> None:
+        """Serves the commits asked for, leaves the group and closes, within ``timeout``.
 
-        Waits at most ``_LEAVE_TIMEOUT_S + _CLOSE_TIMEOUT_S``: a consumer that cannot close
-        must not keep the process from exiting (its offsets are committed by then).
+        A consumer that cannot close must not keep the process from exiting (its offsets
+        are committed by then, or stay uncommitted and are read again).
         """
-        # Asynchronous: a synchronous commit while a rebalance is pending waits for the
-        # rebalance, which waits for this thread to poll (it hung shutdowns). The leave
-        # loop below polls until its result is in.
-        self._commands.put(lambda: self._commit(final_commit(), asynchronous=True))
+        self._leave_s = max(1.0, timeout - _CLOSE_TIMEOUT_S)
         self._stop.set()
-        self._thread.join(_LEAVE_TIMEOUT_S + _CLOSE_TIMEOUT_S)
+        self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("the consumer did not close in time; exiting without waiting for it")
 
-    def commit(self, offsets: dict[PartitionKey, int]) -> None:
-        """Asks the thread to commit; offsets of a stale epoch are ignored there."""
+    def commit(
+        self, offsets: dict[PartitionKey, int], *, in_rebalance: bool = False
+    ) -> concurrent.futures.Future[None]:
+        """Commits ``offsets`` on the consumer's thread; offsets of a stale epoch are ignored.
+
+        The commit port of `consumer.committer.Committer`. Outside a rebalance the commit is
+        asynchronous (a synchronous one while a rebalance is pending waits for the rebalance,
+        which waits for this thread to poll); in the revoke callback, synchronous, so the
+        offsets are durable before the partitions go. The future is done once it was made.
+        """
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def command() -> None:
+            try:
+                self._commit(offsets, asynchronous=not in_rebalance)
+            finally:
+                if done.set_running_or_notify_cancel():  # the caller may have given up
+                    done.set_result(None)
+
         if offsets:
-            self._commands.put(lambda: self._commit(offsets, asynchronous=True))
+            self._commands.put(command)
+        else:
+            done.set_result(None)
+        return done
 
     def _run(self) -> None:
         try:
@@ -156,11 +149,9 @@ class RequestSource:
                 self._drain_commands()
                 self._apply_backpressure()
                 self.last_poll_monotonic = time.monotonic()
-                # While paused this still serves the group and returns nothing; anything it
-                # does return is delivered, never dropped (a skipped offset would be lost).
-                demand = sum(max(0, self._listener.demand(lane)) for lane in self._topics.values())
-                wanted = min(max(demand, 1), _MAX_CONSUME)
-                self._deliver(self._consumer.consume(wanted, _POLL_TIMEOUT_S))
+                # While every lane is paused this still serves the group and returns nothing;
+                # a message beyond the room is refused by the ledger and read again later.
+                self._deliver(self._consumer.consume(self._wanted(), _POLL_TIMEOUT_S))
             self._drain_commands()
             self._leave_group()
             log.info("left the group")
@@ -173,6 +164,16 @@ class RequestSource:
         finally:
             self._consumer.close()
 
+    def _wanted(self) -> int:
+        """How many messages one poll may return: the least room of the lanes reading.
+
+        Any split of that many among the unpaused lanes fits each lane's room (a paused lane
+        returns nothing), so the ledger refuses none except in a rebalance's first poll.
+        """
+        reading = {lane for lane in self._topics.values() if lane not in self._paused}
+        room = min((self._credits.room(lane) for lane in reading), default=1)
+        return min(max(1, room), _MAX_CONSUME)
+
     def _leave_group(self) -> None:
         """Unsubscribes and serves the group until it took every partition back.
 
@@ -182,7 +183,7 @@ class RequestSource:
         Messages that still arrive are not delivered: their offsets are not committed, so
         the next owner reads them.
         """
-        deadline = time.monotonic() + _LEAVE_TIMEOUT_S
+        deadline = time.monotonic() + self._leave_s
         while self._commits_in_flight and time.monotonic() < deadline:
             self._consumer.consume(_MAX_CONSUME, _POLL_TIMEOUT_S)  # serves the commit result
         self._consumer.unsubscribe()
@@ -201,11 +202,11 @@ class RequestSource:
         assignment = self._consumer.assignment()
         for lane in LANES:
             owned = [tp for tp in assignment if self._topics.get(tp.topic) == lane]
-            demand = self._listener.demand(lane)
-            if lane not in self._paused and demand <= 0 and owned:
+            room = self._credits.room(lane)
+            if lane not in self._paused and room <= 0 and owned:
                 self._consumer.pause(owned)
                 self._paused.add(lane)
-            elif lane in self._paused and demand >= max(1, self._listener.resume_at(lane)):
+            elif lane in self._paused and room >= max(1, self._credits.resume_at(lane)):
                 self._consumer.resume(owned)
                 self._paused.discard(lane)
 
@@ -228,8 +229,34 @@ class RequestSource:
                 continue  # a message of a partition revoked a moment ago
             good.append(message)
             keys.append(PartitionKey(topic, partition, epoch))
+        refs = [(key, m.offset() or 0) for m, key in zip(good, keys, strict=True)]
+        refused = self._credits.hand_over(refs)
+        if refused:
+            kept = self._rewind(refused, refs)
+            good = [m for m, ref in zip(good, refs, strict=True) if ref in kept]
+            keys = [ref[0] for ref in refs if ref in kept]
         if good:
             self._listener.on_messages(good, keys)
+
+    def _rewind(
+        self, refused: dict[PartitionKey, int], refs: list[tuple[PartitionKey, int]]
+    ) -> set[tuple[PartitionKey, int]]:
+        """Seeks each partition back to its first refused message; returns what was held.
+
+        Where a seek fails the refused messages are held anyway, beyond the bound: a message
+        skipped here would be a gap the commit could pass over.
+        """
+        kept = set(refs)
+        for key, offset in refused.items():
+            beyond = [r for r in refs if r[0] == key and r[1] >= offset]
+            try:
+                self._consumer.seek(TopicPartition(key.topic, key.partition, offset))
+                kept.difference_update(beyond)
+            except KafkaException as exc:
+                where = f"{key.topic}[{key.partition}]"
+                log.warning("rewind of %s failed, holding its messages: %s", where, exc)
+                self._credits.force(beyond)
+        return kept
 
     def _commit(self, offsets: dict[PartitionKey, int], *, asynchronous: bool) -> None:
         current = [
@@ -275,7 +302,7 @@ class RequestSource:
         self._listener.on_assigned(keys)
         paused = [tp for tp in partitions if self._topics.get(tp.topic) in self._paused]
         if paused:
-            # New partitions of a paused lane join it until demand returns. (Resuming
+            # New partitions of a paused lane join it until its room returns. (Resuming
             # right after assigning is avoided: it can race the fetch start in librdkafka.)
             consumer.incremental_assign(partitions)
             consumer.pause(paused)
@@ -297,13 +324,19 @@ class RequestSource:
             for tp in partitions
             if (tp.topic, tp.partition) in self._epochs
         ]
-        offsets = self._listener.on_revoked(keys, lost=lost)
+        released = self._listener.on_revoked(keys, lost=lost)
+        # The worker drains and commits on its loop; its commit comes back here as a command.
+        while True:
+            try:
+                released.result(timeout=_POLL_TIMEOUT_S)
+                break
+            except concurrent.futures.TimeoutError:
+                self._drain_commands()
+        self._drain_commands()
         if partitions:
             # librdkafka keeps a partition's pause flag across revoke and re-assignment;
             # a partition paused now would never fetch again if it came back to us.
             self._consumer.resume(partitions)
-        if not lost:
-            self._commit(offsets, asynchronous=False)
         for key in keys:
             del self._epochs[(key.topic, key.partition)]
         log.info(

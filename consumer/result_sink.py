@@ -3,7 +3,10 @@
 A request's offset may be committed only once its result (or dead letter) is
 acknowledged by the broker with ``acks=all``; `ResultSink.publish` returns when that
 acknowledgement arrives, and retries a failed delivery with backoff for as long as
-the worker owns the request, so a broker outage delays results but loses none.
+the worker owns the request, so a broker outage delays results but loses none. What is
+retried and what is final comes from the failure table (stage ``publish``): a message over
+the size limit becomes a dead letter; a fatal error of the producer (librdkafka's ``fatal()``,
+reported to ``on_fatal``) ends every delivery, and the worker stops.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.backoff import DELIVERY, QUEUE_FULL
-from consumer.errors import MessageTooLarge, SinkError
+from consumer.errors import MessageTooLarge, SinkError, SinkFatal
+from consumer.failure_table import TABLE
 from consumer.records import HEADER_PREFIX, Outcome, dead_letter
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,8 @@ Headers = Sequence[tuple[str, bytes | str | None]]
 
 # Refusals for size (by this producer, or by the broker for the topic): final.
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+# The publish errors the failure table does not retry.
+_FINAL = tuple(c for (stage, c), r in TABLE.items() if stage == "publish" and r.action != "retry")
 
 
 class ResultSink:
@@ -37,6 +43,8 @@ class ResultSink:
         results_topic: where results go.
         dlq_topic: where dead letters go.
         worker_id: recorded in the dead letters the sink makes itself (oversized results).
+        on_fatal: told the cause when the producer fails for good or its thread dies (any
+            thread).
     """
 
     def __init__(
@@ -47,8 +55,11 @@ class ResultSink:
         results_topic: str,
         dlq_topic: str,
         worker_id: str = "",
+        on_fatal: Callable[[str], None] = lambda cause: None,
     ) -> None:
         self._results_topic = results_topic
+        self._on_fatal = on_fatal
+        self._fatal: str | None = None  # set once; read by the loop
         self._dlq_topic = dlq_topic
         self._worker_id = worker_id
         self._producer = Producer(
@@ -61,6 +72,7 @@ class ResultSink:
                 # Bounded: a delivery that cannot complete is reported and retried by us.
                 "message.timeout.ms": 60_000,
                 **config,
+                "error_cb": self._on_error,
             }
         )
         self._loop = loop
@@ -69,8 +81,24 @@ class ResultSink:
         self._thread.start()
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)  # runs delivery callbacks on this thread
+        try:
+            while not self._stop.is_set():
+                self._producer.poll(0.05)  # runs delivery callbacks on this thread
+        except Exception as exc:
+            log.debug("result sink thread failed", exc_info=exc)
+            self._on_fatal(f"its delivery thread died: {exc!r}")
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's ``error_cb`` (this sink's thread): a fatal error ends every delivery."""
+        if error.fatal() and self._fatal is None:
+            self._fatal = error.str()
+            self._on_fatal(f"fatal Kafka error: {error.str()}")
+
+    def inject_fatal(self) -> None:
+        """Test-only: reports a fatal producer error, as librdkafka would (a broken idempotent
+        sequence cannot be caused on demand against a healthy broker)."""
+        error = KafkaError(KafkaError._FATAL, "test fault: idempotent sequence broken", fatal=True)
+        self._on_error(error)
 
     def topic_of(self, outcome: Outcome) -> str:
         """The topic an outcome goes to."""
@@ -128,6 +156,7 @@ class ResultSink:
 
         Raises:
             MessageTooLarge: the message exceeds the producer's or the topic's size limit.
+            SinkFatal: the producer failed for good.
         """
 
         def on_retry(error: BaseException, delay: float) -> None:
@@ -136,13 +165,15 @@ class ResultSink:
         await DELIVERY.retry(
             lambda: self._send_once(topic, key, value, headers),
             SinkError,
-            give_up_on=MessageTooLarge,
+            give_up_on=_FINAL,
             on_retry=on_retry,
         )
 
     async def _send_once(
         self, topic: str, key: bytes | str | None, value: bytes | None, headers: Headers | None
     ) -> None:
+        if self._fatal is not None:
+            raise SinkFatal(f"the results producer failed: {self._fatal}")
         future: asyncio.Future[None] = self._loop.create_future()
 
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
@@ -172,7 +203,7 @@ class ResultSink:
                 "%d messages not delivered at shutdown (their offsets stay uncommitted)", remaining
             )
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout)
 
 
 def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
@@ -186,4 +217,6 @@ def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
 
 def _sink_error(what: str, error: KafkaError) -> SinkError:
     kind = MessageTooLarge if error.code() in _TOO_LARGE else SinkError
+    if error.fatal() or error.code() == KafkaError._FATAL:
+        kind = SinkFatal
     return kind(f"{what}: {error}")

@@ -292,6 +292,12 @@ class Settings(BaseSettings):
     rebalance_deadline_s: float = Field(
         default=10.0, gt=0, description="Time a revoked partition's work may take to finish."
     )
+    test_faults: bool = Field(
+        default=False,
+        description="Test-only (the fault suite): SIGUSR1 makes a worker task raise, SIGUSR2 "
+        "reports a fatal error of the results producer. Never set it in production.",
+        json_schema_extra={"no_flag": True},  # EVALSTREAM_TEST_FAULTS only: no worker flag
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 

@@ -261,3 +261,10 @@ def configured_policy(window: WindowSettings, start: int) -> WindowPolicy:
     if window.policy == "fixed":
         return FixedWindowPolicy(window.size)
     return AdaptiveWindowPolicy(start, window.min, window.max)
+
+
+def start_limit(window: WindowSettings) -> int:
+    """The window's first limit: its size, within its bounds where it adapts."""
+    if window.policy == "fixed":
+        return window.size
+    return min(max(window.size, window.min), window.max)

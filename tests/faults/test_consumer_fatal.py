@@ -65,5 +65,5 @@ def test_a_fenced_static_member_stops_the_worker_with_exit_code_1(
     assert exit_code == 1
     assert worker.log_path is not None
     log = worker.log_path.read_text()
-    assert "stopping: fatal consumer error" in log, log[-3000:]
+    assert "stopping: the request source failed: fatal consumer error" in log, log[-3000:]
     assert "stopped" in log  # the SIGTERM path ran: drain, commit where possible, close

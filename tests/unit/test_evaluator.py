@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.backends.openai import OpenAIBackend
 from consumer.evaluator import Evaluator, default_max_tokens
-from consumer.failures import EngineCircuit, FailurePolicy
+from consumer.failure_table import EngineCircuit, FailurePolicy
 from consumer.jobs import Job, Route
 from consumer.metrics import Metrics
 from consumer.partitions import PartitionKey

@@ -1,4 +1,4 @@
-"""OutcomePublisher: outcomes go through the committer, then their offsets complete."""
+"""OutcomePublisher: outcomes go through the committer, then the ledger hears they were taken."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumer.admission import AdmissionWindow
 from consumer.jobs import Job
+from consumer.ledger import RequestLedger
 from consumer.metrics import Metrics
-from consumer.partitions import PartitionKey, PartitionRegistry
+from consumer.partitions import PartitionKey
 from consumer.publisher import OutcomePublisher
 from consumer.records import Outcome
+from consumer.settings import LaneSettings
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -32,54 +35,45 @@ class HoldingCommitter:
         self.taken.append(outcome)
         return outcome
 
-    async def tick(self, partitions: PartitionRegistry) -> None:
-        """Unused here."""
-
-    async def revoke(
-        self, partitions: PartitionRegistry, keys: list[PartitionKey], *, lost: bool
-    ) -> dict[PartitionKey, int]:
-        return {}
-
-    async def final(self, partitions: PartitionRegistry) -> dict[PartitionKey, int]:
-        return {}
-
-    def close(self) -> None:
-        """Nothing to release."""
-
 
 def outcome(source: PartitionKey, offset: int) -> Outcome:
     job = Job(source, offset, b"k", b"{}", [], time.time())
     return Outcome(job, "dead_letter", b"{}", [], "invalid_request")
 
 
+def ledger() -> RequestLedger:
+    return RequestLedger(AdmissionWindow(4, buffer=4), LaneSettings(), {"requests": "bulk"})
+
+
 async def test_an_outcome_completes_its_offset_only_once_the_committer_took_it() -> None:
-    partitions = PartitionRegistry()
-    partitions.assign([OWNED])
-    partitions.get(OWNED).offsets.track(7)  # type: ignore[union-attr]
+    book = ledger()
+    book.assign([OWNED])
+    assert book.hand_over([(OWNED, 7)]) == {}
+    sent = outcome(OWNED, 7)
+    assert book.accept(sent.job)
     committer = HoldingCommitter()
     metrics = Metrics(CollectorRegistry(), "w", "")
-    publisher = OutcomePublisher(partitions, committer, metrics)
+    publisher = OutcomePublisher(book, committer, metrics)
 
-    publisher.emit(outcome(OWNED, 7))
-    assert publisher.pending == 1
-    assert partitions.committable() == {OWNED: 7}
+    publisher.emit(sent)
+    assert book.held() == 1
+    assert book.committable() == {OWNED: 7}
 
     committer.gate.set()
-    assert await partitions.drain([OWNED], time.monotonic() + 5) == 0  # the delivery ended
-    assert publisher.pending == 0
+    assert await book.drain([OWNED], time.monotonic() + 5) == 0  # the delivery ended
+    assert book.held() == 0  # at-least-once: the hold ends with the acknowledgement
     assert [o.job.offset for o in committer.taken] == [7]
-    assert partitions.committable() == {OWNED: 8}
+    assert book.committable() == {OWNED: 8}
     counted = metrics.dead_lettered.labels(**metrics.ids, reason="invalid_request")
     assert counted._value.get() == 1
 
 
 async def test_the_outcome_of_a_revoked_partition_is_never_published() -> None:
-    partitions = PartitionRegistry()
     committer = HoldingCommitter()
     committer.gate.set()
-    publisher = OutcomePublisher(partitions, committer, Metrics(CollectorRegistry(), "w", ""))
+    publisher = OutcomePublisher(ledger(), committer, Metrics(CollectorRegistry(), "w", ""))
 
     publisher.emit(outcome(REVOKED, 3))
 
-    assert publisher.pending == 0
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no delivery started
     assert committer.taken == []
