@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, create_model, field_validator
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from consumer.backends.base import BackendSettings, EngineOptions
 from consumer.backends.registry import BACKENDS
@@ -23,6 +23,10 @@ class VariantSettings(Section):
     name: str
     model: str
     weight: float = Field(gt=0)
+
+
+# Keys that were common to every backend and now live in their backend's section.
+_MOVED = {"api": "openai", "keep_alive": "ollama", "num_ctx": "ollama"}
 
 
 class _EngineSettings(Section):
@@ -49,6 +53,19 @@ class _EngineSettings(Section):
     api_key: SecretStr | None = Field(
         default=None, description="Bearer token for the engine (environment or file only)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        """Names the new home of a key that moved into its backend's section."""
+        if isinstance(data, dict):
+            for key, section in _MOVED.items():
+                if key in data:
+                    raise ValueError(
+                        f"engine.{key} is now engine.{section}.{key} "
+                        f"(EVALSTREAM_ENGINE__{section.upper()}__{key.upper()})"
+                    )
+        return data
 
     @field_validator("backend")
     @classmethod

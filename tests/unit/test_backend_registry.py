@@ -79,3 +79,14 @@ def test_an_unknown_backend_is_refused_naming_the_known_ones() -> None:
 def test_a_section_field_of_another_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="keep_alive"):
         load_settings(engine={"openai": {"keep_alive": "5m"}})
+
+
+def test_a_key_that_moved_into_its_backend_section_names_its_new_home(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVALSTREAM_ENGINE__KEEP_ALIVE", "5m")
+    with pytest.raises(ValueError, match=r"EVALSTREAM_ENGINE__OLLAMA__KEEP_ALIVE"):
+        load_settings()
+    monkeypatch.delenv("EVALSTREAM_ENGINE__KEEP_ALIVE")
+    with pytest.raises(ValueError, match=r"engine\.api is now engine\.openai\.api"):
+        load_settings(engine={"api": "completions"})
