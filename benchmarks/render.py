@@ -64,6 +64,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "cpu-overhead": render_cpu.overhead_table,
     "exactly-once": render_cpu.exactly_once_table,
     "http-clients": render_cpu.http_clients_table,
+    "real-replies-v3": render_cpu.real_replies_table,
 }
 _BLOCK = re.compile(r"(<!-- render:([\w-]+) -->\n)(.*?)(<!-- /render:\2 -->)", re.S)
 

@@ -88,3 +88,21 @@ def http_clients_table(results: Path) -> str:
     if "machine" not in data:
         lines += ["", "(the raw file records no commit or date: it predates provenance)"]
     return "\n".join(lines)
+
+
+def real_replies_table(results: Path) -> str:
+    """Section 8: SmolLM2-135M's replies under `eval-v3` on llama-server: valid, and useful?"""
+    data = json.loads((results / "real_replies_cpu_v3.json").read_text())
+    s, useful = data["summary"], data["summary"]["usefulness"]
+    source = data["machine"]["source"]
+    return (
+        "| prompt | commit | results | ok share | useful share | distinct scores | "
+        "top score's share | tokens per reply (median / max) | engine calls per result |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        f"| `{data['prompt_template']}` | {source['commit'][:7]}"
+        f"{'' if not source['dirty'] else ' (dirty)'} | {s['results']} | "
+        f"{s['ok_share_of_results']:.3f} | {useful['useful_share']:.3f} | "
+        f"{useful['distinct_scores']} | {useful['top_score_share']:.2f} | "
+        f"{s['completion_tokens']['p50']:.0f} / {s['completion_tokens']['max']:.0f} | "
+        f"{s['engine_calls_per_result']:.2f} |"
+    )
