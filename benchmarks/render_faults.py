@@ -26,6 +26,8 @@ SCENARIOS = {
     "engine_500s_30s_max_attempts_20": "the same with `retry.max_attempts` 20",
     "engine_malformed_30pct": "engine returns malformed JSON for 30% of calls",
     "rebalance_storm": "a worker joins or leaves (SIGTERM) every 2.5 s until the work is done",
+    "broker_failover_3_nodes": "three brokers (RF 3, min ISR 2): the leader of a requests and "
+    "a results partition `kill -9`ed mid-drain, the worker not restarted",
 }
 
 
