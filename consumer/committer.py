@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 # Each regular commit gets this long; a slower one is abandoned for the next (at-least-once)
 # or fails the worker when its transaction cannot finish (exactly-once).
 _TICK_BUDGET_S = 30.0
+# Every this many ticks every partition's position is committed again, moved or not (Kafka's own
+# auto-commit re-commits every interval): an asynchronous commit that a coordinator failover left
+# unanswered, or that a restarted broker lost, is made good within that many intervals. Between
+# those ticks a commit is sent only when an offset moved.
+_REFRESH_EVERY_TICKS = 10
 # Of a revoke's or a shutdown's budget, what the drain leaves for commit, leave and flush.
 COMMIT_RESERVE_S = 5.0
 
@@ -133,9 +138,12 @@ class Committer:
 
     async def run(self) -> None:
         """Commits every interval until cancelled."""
+        ticks = 0
         while True:
             await asyncio.sleep(self._interval_s)
-            await self.commit(Deadline.after(_TICK_BUDGET_S))
+            ticks += 1
+            refresh = ticks % _REFRESH_EVERY_TICKS == 0
+            await self.commit(Deadline.after(_TICK_BUDGET_S), refresh=refresh)
 
     async def commit(
         self,
@@ -143,8 +151,11 @@ class Committer:
         keys: list[PartitionKey] | None = None,
         *,
         in_rebalance: bool = False,
+        refresh: bool = False,
     ) -> None:
         """The numbered steps (see the module docstring) for ``keys`` (all when None).
+
+        With ``refresh`` every partition's position is written, moved or not.
 
         Raises:
             CommitError: fenced; this process may not commit again.
@@ -155,6 +166,8 @@ class Committer:
             # 2. offsets: what moved since the last commit (a revoke commits its partitions'
             #    current position whether it moved or not).
             if keys is None:
+                if refresh:
+                    self._ledger.retry_commits(self._ledger.committable())
                 offsets = self._ledger.take_commits()
             else:
                 offsets = self._ledger.committable(keys)

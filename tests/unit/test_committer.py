@@ -82,6 +82,19 @@ async def test_a_commit_takes_what_moved_and_offers_it_again_when_not_durable() 
     assert path.writes == [({P0: 2, P1: 6}, False), ({P0: 2, P1: 6}, False)]
 
 
+async def test_a_refresh_writes_every_position_again_though_nothing_moved() -> None:
+    # A durable-looking commit the broker lost (a restart, a coordinator failover) is made good.
+    ledger = ledger_with({P0: [0, 1], P1: [5]}, "acknowledged")
+    path = RecordingPath()
+    committer = Committer(ledger, path, 1.0)
+
+    await committer.commit(Deadline.after(30))
+    await committer.commit(Deadline.after(30))  # nothing moved: no write
+    await committer.commit(Deadline.after(30), refresh=True)
+
+    assert path.writes == [({P0: 2, P1: 6}, False), ({P0: 2, P1: 6}, False)]
+
+
 async def test_exactly_once_holds_end_only_when_the_write_was_durable() -> None:
     ledger = ledger_with({P0: [0, 1, 2]}, "committed")
     path = RecordingPath()
